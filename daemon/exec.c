@@ -1,0 +1,535 @@
+/*
+ * Runs a plan (see exec.h): one state machine per request, WAIT_CONN ->
+ * RUNNING (one pipelined batch per round) -> [ROLLBACK] -> DONE, or
+ * CANCELLED when the client leaves. Each round sends every query whose
+ * parents are known; results go to the graph, which gives the next keys.
+ * Owns the batch's statements and the keys literals; never holds a PGresult
+ * past the batch callback (the graph owns the data results).
+ */
+#include "exec.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+static const char SQL_BEGIN[] =
+	"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+static const char SQL_COMMIT[] = "COMMIT";
+static const char SQL_ROLLBACK[] = "ROLLBACK";
+
+enum exec_state {
+	EX_WAIT_CONN, /* pool_acquire under way */
+	EX_RUNNING,   /* a batch of the transaction in flight */
+	EX_ROLLBACK,  /* the ROLLBACK after an error in flight */
+	EX_DONE,      /* done fired */
+	EX_CANCELLED, /* exec_cancel: done never fires */
+};
+
+/* Per plan query. */
+struct exec_query {
+	bool known;	     /* its result (or NULL: skipped) is in the graph */
+	bool sent;	     /* in a batch */
+	char *keys;	     /* $1 of a keyed query, as sent */
+	const char **params; /* as sent */
+	long rows;
+	double ms;
+};
+
+/* A statement of the batch in flight: q is its plan query, or -1 for
+ * BEGIN/COMMIT/ROLLBACK. */
+struct exec {
+	struct pool *pool;
+	const struct plan *plan;
+	struct exec_options opt;
+	exec_done_cb done;
+	void *arg;
+	enum exec_state state;
+	struct pool_wait *wait;
+	struct pool_conn *conn;
+	struct graph *g;
+	struct exec_query *qs;
+	int *order; /* queries in the order they were sent */
+	int nsent;
+	struct pool_stmt *stmts; /* nqueries + 2: BEGIN, queries, COMMIT */
+	int *stmt_query;
+	size_t nstmts;
+	bool began;	/* BEGIN sent */
+	bool in_tx;	/* BEGIN sent, no COMMIT done yet */
+	double t_first; /* ms, monotonic; 0 = nothing sent */
+	double t_batch;
+	double t_last;
+	struct exec_stats stats;
+	struct pf_err err; /* the error done reports */
+};
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- the end ---- */
+
+/* Fires done (err NULL on success) after giving the connection back. Last
+ * thing done with ex: the callback may free it. */
+static void finish(struct exec *ex, struct pool_conn *conn, bool reusable,
+		   const struct pf_err *err)
+{
+	if (conn)
+		pool_release(conn, reusable);
+	ex->conn = NULL;
+	ex->state = EX_DONE;
+	if (ex->t_first > 0)
+		ex->stats.db_ms = ex->t_last - ex->t_first;
+	if (err && err != &ex->err)
+		ex->err = *err;
+	ex->done(ex, err ? &ex->err : NULL, ex->arg);
+}
+
+static void on_rollback(struct pool_conn *conn, struct pool_stmt *stmts,
+			size_t n, const struct pf_err *err, void *arg)
+{
+	struct exec *ex = arg;
+	PGresult *res = n > 0 ? stmts[0].result : NULL;
+	bool ok = !err && res && PQresultStatus(res) == PGRES_COMMAND_OK;
+
+	PQclear(res);
+	stmts[0].result = NULL;
+	if (!ok)
+		log_warn("exec: ROLLBACK failed: %s",
+			 res ? PQresultErrorMessage(res) : "no result");
+	finish(ex, conn, ok, &ex->err);
+}
+
+/* Ends the request with ex->err: rolls back first when the transaction is
+ * open (a failed statement aborted it), so the connection can be reused. */
+static void fail(struct exec *ex)
+{
+	struct pool_conn *conn = ex->conn;
+	struct pf_err err;
+
+	if (!ex->in_tx) {
+		finish(ex, conn, true, &ex->err);
+		return;
+	}
+	ex->in_tx = false;
+	ex->state = EX_ROLLBACK;
+	ex->stmts[0] = (struct pool_stmt){.sql = SQL_ROLLBACK};
+	ex->stmt_query[0] = -1;
+	ex->nstmts = 1;
+	if (pool_run(conn, ex->stmts, 1, on_rollback, ex, &err))
+		finish(ex, conn, false, &ex->err);
+}
+
+/* ---- results ---- */
+
+/* SQLSTATE -> error, once for the whole daemon (STYLE.md). */
+static void map_error(const PGresult *res, int q, const struct plan *plan,
+		      struct pf_err *err)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	if (!state)
+		state = "";
+	if (!strcmp(state, "57014")) {
+		pf_err_set(err, 504, "statement_timeout", "",
+			   "canceling statement due to statement timeout");
+	} else if (!strncmp(state, "22", 2)) {
+		pf_err_set(err, 422, "bad_value", "", "%s",
+			   msg ? msg : "invalid value");
+	} else if (!strncmp(state, "08", 2) || !strncmp(state, "53", 2) ||
+		   !strcmp(state, "57P01") || !strcmp(state, "57P02") ||
+		   !strcmp(state, "57P03")) {
+		log_warn("exec: database unavailable (SQLSTATE %s): %s", state,
+			 msg ? msg : "");
+		pf_err_set(err, 503, "database_unavailable", "",
+			   "the database is unavailable");
+	} else {
+		log_error("exec: %s failed (SQLSTATE %s): %s",
+			  q >= 0 ? plan->queries[q].sql : "statement", state,
+			  PQresultErrorMessage(res));
+		pf_err_set(err, 500, "internal", "", "internal error");
+	}
+}
+
+/* Checks one statement's result; the first problem of a batch is the one
+ * reported. Returns 0 when the result is what the statement should give. */
+static int check_result(struct exec *ex, const PGresult *res, int q)
+{
+	ExecStatusType want = q >= 0 ? PGRES_TUPLES_OK : PGRES_COMMAND_OK;
+
+	if (res && PQresultStatus(res) == want)
+		return 0;
+	if (ex->err.status)
+		return -1;
+	if (res && PQresultStatus(res) == PGRES_FATAL_ERROR) {
+		map_error(res, q, ex->plan, &ex->err);
+		return -1;
+	}
+	log_error("exec: unexpected result %s for %s",
+		  res ? PQresStatus(PQresultStatus(res)) : "(none)",
+		  q >= 0 ? ex->plan->queries[q].sql : "a statement");
+	return pf_err_set(&ex->err, 500, "internal", "", "internal error");
+}
+
+/* Keys are only kept for the debug listing. */
+static void forget_params(struct exec *ex, int q)
+{
+	free(ex->qs[q].keys);
+	free(ex->qs[q].params);
+	ex->qs[q].keys = NULL;
+	ex->qs[q].params = NULL;
+}
+
+static void take_result(struct exec *ex, size_t i, double ms)
+{
+	PGresult *res = ex->stmts[i].result;
+	int q = ex->stmt_query[i];
+	int bad = check_result(ex, res, q);
+
+	ex->stmts[i].result = NULL;
+	if (q < 0) {
+		if (!bad && ex->stmts[i].sql == SQL_COMMIT)
+			ex->in_tx = false;
+		PQclear(res);
+		return;
+	}
+	ex->qs[q].ms = ms;
+	if (!ex->opt.debug)
+		forget_params(ex, q);
+	if (bad) {
+		PQclear(res);
+		return;
+	}
+	ex->qs[q].rows = PQntuples(res);
+	ex->stats.rows += ex->qs[q].rows;
+	graph_set_result(ex->g, q, res);
+	ex->qs[q].known = true;
+}
+
+static void run_round(struct exec *ex);
+
+static void on_batch(struct pool_conn *conn, struct pool_stmt *stmts,
+		     size_t n, const struct pf_err *err, void *arg)
+{
+	struct exec *ex = arg;
+
+	ex->t_last = now_ms();
+	if (err) {
+		for (size_t i = 0; i < n; i++) {
+			PQclear(stmts[i].result);
+			stmts[i].result = NULL;
+		}
+		finish(ex, conn, false, err);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		take_result(ex, i, ex->t_last - ex->t_batch);
+	if (!ex->err.status && ex->opt.max_rows > 0 &&
+	    graph_rows(ex->g) > ex->opt.max_rows)
+		pf_err_set(&ex->err, 413, "too_many_rows", "",
+			   "the result would have more than %ld rows",
+			   ex->opt.max_rows);
+	if (ex->err.status)
+		fail(ex);
+	else if (!ex->in_tx)
+		finish(ex, conn, true, NULL);
+	else
+		run_round(ex);
+}
+
+/* ---- rounds ---- */
+
+/* The results that a node's objects are computed from are all known: its
+ * src, and for joined/backref nodes the nodes they derive from. */
+static bool node_ready(const struct exec *ex, int node)
+{
+	const struct plan_node *n;
+
+	if (node < 0)
+		return true;
+	n = &ex->plan->nodes[node];
+	if (!ex->qs[n->src].known)
+		return false;
+	switch (n->kind) {
+	case NODE_QUERY:
+		return true;
+	case NODE_JOINED:
+		return node_ready(ex, n->parent);
+	case NODE_BACKREF:
+		return node_ready(ex, n->parent) &&
+		       (n->parent < 0 ||
+			node_ready(ex, ex->plan->nodes[n->parent].parent));
+	}
+	return false;
+}
+
+static void add_stmt(struct exec *ex, const char *sql, int q)
+{
+	ex->stmts[ex->nstmts] = (struct pool_stmt){.sql = sql};
+	ex->stmt_query[ex->nstmts] = q;
+	ex->nstmts++;
+}
+
+/* Puts query q in the batch, with keys as $1 when keyed (ex owns them). */
+static int add_query(struct exec *ex, int q, char *keys)
+{
+	const struct plan_query *pq = &ex->plan->queries[q];
+	struct exec_query *eq = &ex->qs[q];
+	struct pool_stmt *st;
+
+	eq->keys = keys;
+	eq->params = calloc((size_t)pq->nparams + 1, sizeof(*eq->params));
+	if (!eq->params)
+		return -1;
+	for (int i = 0; i < pq->nparams; i++)
+		eq->params[i] = pq->params[i];
+	if (pq->keyed && pq->nparams > 0)
+		eq->params[0] = keys;
+	eq->sent = true;
+	add_stmt(ex, pq->sql, q);
+	st = &ex->stmts[ex->nstmts - 1];
+	st->nparams = pq->nparams;
+	st->params = eq->params;
+	return 0;
+}
+
+static void skip_query(struct exec *ex, int q)
+{
+	graph_set_result(ex->g, q, NULL);
+	ex->qs[q].known = true;
+}
+
+/* Adds to the batch every query whose parents are known. Skipping one (no
+ * keys, or empty) makes its result known, which may make others ready:
+ * repeat until nothing changes. Returns -1 when out of memory. */
+static int add_ready(struct exec *ex)
+{
+	const struct plan *p = ex->plan;
+	bool changed = true;
+
+	while (changed) {
+		changed = false;
+		for (size_t q = 0; q < p->nqueries; q++) {
+			const struct plan_query *pq = &p->queries[q];
+			struct exec_query *eq = &ex->qs[q];
+			char *keys = NULL;
+			size_t nkeys = 0;
+
+			if (eq->known || eq->sent ||
+			    (pq->keyed && !node_ready(ex, pq->parent_node)))
+				continue;
+			if (!pq->empty && pq->keyed)
+				keys = graph_keys(ex->g, (int)q, &nkeys);
+			if (pq->keyed && !keys && nkeys)
+				return -1;
+			if (pq->empty || (pq->keyed && !keys)) {
+				skip_query(ex, (int)q);
+				changed = true;
+			} else if (add_query(ex, (int)q, keys)) {
+				free(keys);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static bool all_sent(const struct exec *ex)
+{
+	for (size_t q = 0; q < ex->plan->nqueries; q++)
+		if (!ex->qs[q].known && !ex->qs[q].sent)
+			return false;
+	return true;
+}
+
+/* One round: BEGIN (first round), every ready query, and COMMIT when no
+ * query is left for a later round. */
+static void run_round(struct exec *ex)
+{
+	struct pool_conn *conn = ex->conn;
+	bool first = !ex->began;
+	size_t ndata;
+	bool last;
+
+	ex->nstmts = 0;
+	if (first)
+		add_stmt(ex, SQL_BEGIN, -1);
+	if (add_ready(ex)) {
+		pf_err_set(&ex->err, 500, "internal", "", "out of memory");
+		fail(ex);
+		return;
+	}
+	ndata = ex->nstmts - (first ? 1 : 0);
+	last = all_sent(ex);
+	if (ndata == 0 && !last) {
+		log_error("exec: plan cannot progress: a query's parents "
+			  "never become known");
+		pf_err_set(&ex->err, 500, "internal", "", "internal error");
+		fail(ex);
+		return;
+	}
+	if (ndata == 0 && first) {
+		/* Nothing to read at all (the main query is empty): no
+		 * transaction needed. */
+		finish(ex, conn, true, NULL);
+		return;
+	}
+	if (last)
+		add_stmt(ex, SQL_COMMIT, -1);
+	ex->began = true;
+	ex->in_tx = true;
+	ex->t_batch = now_ms();
+	if (ex->t_first == 0)
+		ex->t_first = ex->t_batch;
+	if (pool_run(conn, ex->stmts, ex->nstmts, on_batch, ex, &ex->err)) {
+		finish(ex, conn, false, &ex->err);
+		return;
+	}
+	for (size_t i = 0; i < ex->nstmts; i++)
+		if (ex->stmt_query[i] >= 0)
+			ex->order[ex->nsent++] = ex->stmt_query[i];
+	ex->stats.queries += (int)ndata;
+}
+
+static void on_conn(struct pool_conn *conn, const struct pf_err *err,
+		    void *arg)
+{
+	struct exec *ex = arg;
+
+	ex->wait = NULL;
+	if (!conn) {
+		finish(ex, NULL, false, err);
+		return;
+	}
+	ex->conn = conn;
+	ex->state = EX_RUNNING;
+	run_round(ex);
+}
+
+/* ---- the API ---- */
+
+struct exec *exec_start(struct pool *pool, const struct plan *plan,
+			const struct exec_options *opt, exec_done_cb done,
+			void *arg)
+{
+	struct exec *ex = calloc(1, sizeof(*ex));
+	size_t nq = plan->nqueries;
+
+	if (!ex)
+		return NULL;
+	ex->pool = pool;
+	ex->plan = plan;
+	ex->opt = *opt;
+	ex->done = done;
+	ex->arg = arg;
+	ex->state = EX_WAIT_CONN;
+	ex->g = graph_new(plan);
+	ex->qs = calloc(nq + 1, sizeof(*ex->qs));
+	ex->order = calloc(nq + 1, sizeof(*ex->order));
+	ex->stmts = calloc(nq + 2, sizeof(*ex->stmts));
+	ex->stmt_query = calloc(nq + 2, sizeof(*ex->stmt_query));
+	if (!ex->g || !ex->qs || !ex->order || !ex->stmts || !ex->stmt_query)
+		goto fail;
+	/* Last: from here on_conn may fire (from the loop, never before we
+	 * return). */
+	ex->wait = pool_acquire(pool, opt->pool_timeout_ms, on_conn, ex);
+	if (!ex->wait)
+		goto fail;
+	return ex;
+fail:
+	exec_free(ex);
+	return NULL;
+}
+
+struct graph *exec_graph(struct exec *ex)
+{
+	return ex->g;
+}
+
+void exec_get_stats(const struct exec *ex, struct exec_stats *out)
+{
+	*out = ex->stats;
+}
+
+static void write_params(const struct exec *ex, int q, struct evbuffer *out)
+{
+	const struct plan_query *pq = &ex->plan->queries[q];
+	const char **params = ex->qs[q].params;
+
+	evbuffer_add(out, "[", 1);
+	for (int i = 0; i < pq->nparams; i++) {
+		const char *v = params ? params[i] : NULL;
+
+		if (i > 0)
+			evbuffer_add(out, ",", 1);
+		if (v)
+			graph_write_string(out, v, strlen(v));
+		else
+			evbuffer_add(out, "null", 4);
+	}
+	evbuffer_add(out, "]", 1);
+}
+
+void exec_write_debug(const struct exec *ex, struct evbuffer *out)
+{
+	evbuffer_add(out, "[", 1);
+	for (int i = 0; i < ex->nsent; i++) {
+		int q = ex->order[i];
+		const char *sql = ex->plan->queries[q].sql;
+
+		if (i > 0)
+			evbuffer_add(out, ",", 1);
+		evbuffer_add(out, "{\"sql\":", 7);
+		graph_write_string(out, sql, strlen(sql));
+		evbuffer_add(out, ",\"params\":", 10);
+		write_params(ex, q, out);
+		evbuffer_add_printf(out, ",\"rows\":%ld,\"ms\":%.3f}",
+				    ex->qs[q].rows, ex->qs[q].ms);
+	}
+	evbuffer_add(out, "]", 1);
+}
+
+void exec_cancel(struct exec *ex)
+{
+	switch (ex->state) {
+	case EX_WAIT_CONN:
+		if (ex->wait)
+			pool_cancel(ex->wait);
+		ex->wait = NULL;
+		break;
+	case EX_RUNNING:
+	case EX_ROLLBACK:
+		/* Closes the connection: the server stops, and the results
+		 * in flight are cleared by the pool. */
+		pool_abandon(ex->conn);
+		ex->conn = NULL;
+		break;
+	case EX_DONE:
+	case EX_CANCELLED:
+		return;
+	}
+	ex->state = EX_CANCELLED;
+}
+
+void exec_free(struct exec *ex)
+{
+	if (!ex)
+		return;
+	if (ex->state == EX_WAIT_CONN || ex->state == EX_RUNNING ||
+	    ex->state == EX_ROLLBACK)
+		exec_cancel(ex);
+	for (size_t q = 0; ex->qs && q < ex->plan->nqueries; q++)
+		forget_params(ex, q);
+	graph_free(ex->g);
+	free(ex->qs);
+	free(ex->order);
+	free(ex->stmts);
+	free(ex->stmt_query);
+	free(ex);
+}

@@ -1,0 +1,54 @@
+/*
+ * Runs a plan: takes a pooled connection, opens one REPEATABLE READ READ
+ * ONLY transaction, sends the queries level by level (every query whose
+ * parents are known goes in the same pipeline), hands each result to the
+ * graph and asks it for the keys of the next level, commits and gives the
+ * connection back. PostgreSQL errors are mapped once here (57014 -> 504,
+ * class 22 -> 422 bad_value, lost connection -> 503, else 500 + log).
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include <event2/buffer.h>
+
+#include "err.h"
+#include "graph.h"
+#include "plan.h"
+#include "pool.h"
+
+struct exec;
+
+struct exec_options {
+	int pool_timeout_ms;
+	long max_rows;		/* 413 too_many_rows past it */
+	bool debug;		/* keep every statement's SQL, params, rows, ms */
+};
+
+struct exec_stats {
+	int queries;		/* data statements sent (not BEGIN/COMMIT) */
+	long rows;
+	double db_ms;		/* from the first send to the last result */
+};
+
+/* done fires exactly once, never before exec_start returns: err NULL on
+ * success (then exec_graph has every result). */
+typedef void (*exec_done_cb)(struct exec *ex, const struct pf_err *err,
+			     void *arg);
+
+/* plan must outlive the exec. Returns NULL only when out of memory. */
+struct exec *exec_start(struct pool *pool, const struct plan *plan,
+			const struct exec_options *opt, exec_done_cb done,
+			void *arg);
+
+struct graph *exec_graph(struct exec *ex);
+void exec_get_stats(const struct exec *ex, struct exec_stats *out);
+
+/* "[{"sql":..,"params":[..],"rows":n,"ms":x},...]" of the statements sent
+ * (debug only). */
+void exec_write_debug(const struct exec *ex, struct evbuffer *out);
+
+/* The client left: stop (the connection is discarded if mid-batch), done
+ * will not fire. The exec must still be freed. */
+void exec_cancel(struct exec *ex);
+void exec_free(struct exec *ex); /* NULL ok */

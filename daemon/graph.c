@@ -1,0 +1,774 @@
+/*
+ * The object graph of one request (see graph.h): the PGresult of every query,
+ * the objects of each node (computed on demand, cached), one key hash per
+ * keyed query (key text -> its rows in result order), and the JSON writer.
+ * Values go straight from the PGresults into the evbuffer: no jansson tree
+ * and no allocation per value or per row.
+ */
+#include "graph.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The objects of a node: rows of its src result, in order. all = every row
+ * (rows is NULL then), so the main result needs no index array. */
+struct objs {
+	bool known;
+	bool all;
+	int *rows;
+	size_t n;
+};
+
+/* Key text -> rows of a result, open addressing. head/tail hold row + 1
+ * (0 = empty slot) and next chains the rows of one key in result order, so
+ * building it costs three arrays and no allocation per key. */
+struct keyhash {
+	bool built;
+	size_t mask;
+	int *head;
+	int *tail;
+	int *next;
+};
+
+/* A JSON key ready to write: ",\"name\":" escaped once per plan; the first
+ * member of an object skips the comma. */
+struct jkey {
+	char *s;
+	size_t len;
+};
+
+struct node_keys {
+	struct jkey *fields;
+	struct jkey *edges;
+	int parent_edge; /* edge of the parent node leading here, or -1 */
+};
+
+struct graph {
+	const struct plan *plan;
+	PGresult **res;
+	struct keyhash *hash; /* per query */
+	struct objs *objs;    /* per node */
+	struct node_keys *keys;
+	long rows;
+};
+
+/* The (node, row) pairs being written, root first: EDGE_BACKREF writes the
+ * entry below the top. */
+struct frame {
+	int node;
+	int row;
+};
+
+struct writer {
+	struct graph *g;
+	struct evbuffer *out;
+	struct frame *stack;
+	size_t depth;
+	size_t cap;
+	int failed;
+};
+
+/* ---- escaping ---- */
+
+/* escape_json() of PostgreSQL: the two-character escapes, \u00xx (lower-case
+ * hex) for the other control characters, every other byte as is. */
+static const char *escape_of(unsigned char c, char buf[8])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	switch (c) {
+	case '"':
+		return "\\\"";
+	case '\\':
+		return "\\\\";
+	case '\b':
+		return "\\b";
+	case '\f':
+		return "\\f";
+	case '\n':
+		return "\\n";
+	case '\r':
+		return "\\r";
+	case '\t':
+		return "\\t";
+	default:
+		memcpy(buf, "\\u00", 4);
+		buf[4] = hex[c >> 4];
+		buf[5] = hex[c & 15];
+		buf[6] = '\0';
+		return buf;
+	}
+}
+
+static int put_string(struct evbuffer *out, const char *s, size_t len)
+{
+	size_t start = 0;
+	int rc = evbuffer_add(out, "\"", 1);
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char buf[8];
+		const char *esc;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		esc = escape_of(c, buf);
+		rc |= evbuffer_add(out, s + start, i - start);
+		rc |= evbuffer_add(out, esc, strlen(esc));
+		start = i + 1;
+	}
+	rc |= evbuffer_add(out, s + start, len - start);
+	rc |= evbuffer_add(out, "\"", 1);
+	return rc;
+}
+
+void graph_write_string(struct evbuffer *out, const char *s, size_t len)
+{
+	(void)put_string(out, s, len);
+}
+
+static size_t skip_digits(const char *s, size_t len, size_t i)
+{
+	while (i < len && s[i] >= '0' && s[i] <= '9')
+		i++;
+	return i;
+}
+
+/* PostgreSQL's IsValidJsonNumber: what to_json() leaves bare. NaN and
+ * Infinity are not JSON numbers and get quoted. */
+static bool is_json_number(const char *s, size_t len)
+{
+	size_t i = 0, j;
+
+	if (i < len && s[i] == '-')
+		i++;
+	if (i < len && s[i] == '0') {
+		i++;
+	} else {
+		j = skip_digits(s, len, i);
+		if (j == i)
+			return false;
+		i = j;
+	}
+	if (i < len && s[i] == '.') {
+		j = skip_digits(s, len, i + 1);
+		if (j == i + 1)
+			return false;
+		i = j;
+	}
+	if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < len && (s[i] == '+' || s[i] == '-'))
+			i++;
+		j = skip_digits(s, len, i);
+		if (j == i)
+			return false;
+		i = j;
+	}
+	return i == len;
+}
+
+static int put_value(struct evbuffer *out, const PGresult *res, int row,
+		     int col, enum schema_render render)
+{
+	const char *v;
+	size_t len;
+
+	if (PQgetisnull(res, row, col))
+		return evbuffer_add(out, "null", 4);
+	v = PQgetvalue(res, row, col);
+	len = (size_t)PQgetlength(res, row, col);
+	switch (render) {
+	case RENDER_NUMBER:
+		if (is_json_number(v, len))
+			return evbuffer_add(out, v, len);
+		return put_string(out, v, len);
+	case RENDER_BOOL:
+		if (v[0] == 't')
+			return evbuffer_add(out, "true", 4);
+		return evbuffer_add(out, "false", 5);
+	case RENDER_STRING:
+		return put_string(out, v, len);
+	case RENDER_RAW:
+	case RENDER_TO_JSON:
+		break;
+	}
+	return evbuffer_add(out, v, len);
+}
+
+/* ---- construction ---- */
+
+static int make_key(struct jkey *k, const char *name)
+{
+	struct evbuffer *b = evbuffer_new();
+	int rc = -1;
+
+	if (!b)
+		return -1;
+	if (evbuffer_add(b, ",", 1) || put_string(b, name, strlen(name)) ||
+	    evbuffer_add(b, ":", 1))
+		goto out;
+	k->len = evbuffer_get_length(b);
+	k->s = malloc(k->len);
+	if (!k->s)
+		goto out;
+	evbuffer_remove(b, k->s, k->len);
+	rc = 0;
+out:
+	evbuffer_free(b);
+	return rc;
+}
+
+static int find_parent_edge(const struct plan *p, int node)
+{
+	int parent = p->nodes[node].parent;
+
+	if (parent < 0)
+		return -1;
+	for (size_t e = 0; e < p->nodes[parent].nedges; e++)
+		if (p->nodes[parent].edges[e].node == node)
+			return (int)e;
+	return -1;
+}
+
+static int init_node_keys(struct graph *g, size_t n)
+{
+	const struct plan_node *node = &g->plan->nodes[n];
+	struct node_keys *k = &g->keys[n];
+
+	k->parent_edge = find_parent_edge(g->plan, (int)n);
+	k->fields = calloc(node->nfields + 1, sizeof(*k->fields));
+	k->edges = calloc(node->nedges + 1, sizeof(*k->edges));
+	if (!k->fields || !k->edges)
+		return -1;
+	for (size_t i = 0; i < node->nfields; i++)
+		if (make_key(&k->fields[i], node->fields[i].name))
+			return -1;
+	for (size_t i = 0; i < node->nedges; i++)
+		if (make_key(&k->edges[i], node->edges[i].name))
+			return -1;
+	return 0;
+}
+
+struct graph *graph_new(const struct plan *plan)
+{
+	struct graph *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return NULL;
+	g->plan = plan;
+	g->res = calloc(plan->nqueries + 1, sizeof(*g->res));
+	g->hash = calloc(plan->nqueries + 1, sizeof(*g->hash));
+	g->objs = calloc(plan->nnodes + 1, sizeof(*g->objs));
+	g->keys = calloc(plan->nnodes + 1, sizeof(*g->keys));
+	if (!g->res || !g->hash || !g->objs || !g->keys)
+		goto fail;
+	for (size_t n = 0; n < plan->nnodes; n++)
+		if (init_node_keys(g, n))
+			goto fail;
+	return g;
+fail:
+	graph_free(g);
+	return NULL;
+}
+
+static void hash_cleanup(struct keyhash *h)
+{
+	free(h->head);
+	free(h->tail);
+	free(h->next);
+	memset(h, 0, sizeof(*h));
+}
+
+void graph_free(struct graph *g)
+{
+	if (!g)
+		return;
+	for (size_t q = 0; g->res && q < g->plan->nqueries; q++)
+		PQclear(g->res[q]);
+	for (size_t q = 0; g->hash && q < g->plan->nqueries; q++)
+		hash_cleanup(&g->hash[q]);
+	for (size_t n = 0; g->objs && n < g->plan->nnodes; n++)
+		free(g->objs[n].rows);
+	for (size_t n = 0; g->keys && n < g->plan->nnodes; n++) {
+		const struct plan_node *node = &g->plan->nodes[n];
+
+		for (size_t i = 0; g->keys[n].fields && i < node->nfields; i++)
+			free(g->keys[n].fields[i].s);
+		for (size_t i = 0; g->keys[n].edges && i < node->nedges; i++)
+			free(g->keys[n].edges[i].s);
+		free(g->keys[n].fields);
+		free(g->keys[n].edges);
+	}
+	free(g->res);
+	free(g->hash);
+	free(g->objs);
+	free(g->keys);
+	free(g);
+}
+
+void graph_set_result(struct graph *g, int q, PGresult *res)
+{
+	if (g->res[q]) {
+		g->rows -= PQntuples(g->res[q]);
+		PQclear(g->res[q]);
+	}
+	g->res[q] = res;
+	if (res)
+		g->rows += PQntuples(res);
+}
+
+long graph_rows(const struct graph *g)
+{
+	return g->rows;
+}
+
+/* ---- hashing ---- */
+
+static size_t hash_text(const char *s, size_t len)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+	return (size_t)(h ^ (h >> 29));
+}
+
+static size_t table_size(size_t n)
+{
+	size_t cap = 8;
+
+	while (cap < n * 2)
+		cap <<= 1;
+	return cap;
+}
+
+static int ntuples(const PGresult *res)
+{
+	return res ? PQntuples(res) : 0;
+}
+
+/* The slot of key s in a table of row + 1 (0 = empty) keyed by column col
+ * of res: the slot holding it, or the empty slot where it belongs. */
+static size_t find_slot(const int *table, size_t mask, const PGresult *res,
+			int col, const char *s, size_t len)
+{
+	size_t i = hash_text(s, len) & mask;
+
+	for (;; i = (i + 1) & mask) {
+		int row = table[i] - 1;
+
+		if (row < 0)
+			return i;
+		if ((size_t)PQgetlength(res, row, col) == len &&
+		    memcmp(PQgetvalue(res, row, col), s, len) == 0)
+			return i;
+	}
+}
+
+static int hash_build(struct keyhash *h, const PGresult *res, int col)
+{
+	int n = ntuples(res);
+	size_t cap = table_size((size_t)n);
+
+	h->head = calloc(cap, sizeof(int));
+	h->tail = calloc(cap, sizeof(int));
+	h->next = calloc((size_t)n + 1, sizeof(int));
+	if (!h->head || !h->tail || !h->next) {
+		hash_cleanup(h);
+		return -1;
+	}
+	h->mask = cap - 1;
+	for (int row = 0; row < n; row++) {
+		size_t i;
+
+		if (PQgetisnull(res, row, col))
+			continue;
+		i = find_slot(h->head, h->mask, res, col,
+			      PQgetvalue(res, row, col),
+			      (size_t)PQgetlength(res, row, col));
+		if (h->head[i] == 0)
+			h->head[i] = row + 1;
+		else
+			h->next[h->tail[i] - 1] = row + 1;
+		h->tail[i] = row + 1;
+	}
+	h->built = true;
+	return 0;
+}
+
+/* The hash of keyed query q over its key_col, built on first use. */
+static struct keyhash *query_hash(struct graph *g, int q)
+{
+	struct keyhash *h = &g->hash[q];
+
+	if (!h->built && hash_build(h, g->res[q], g->plan->queries[q].key_col))
+		return NULL;
+	return h;
+}
+
+/* The first row of query q whose key equals column col of row (row + 1;
+ * 0 when none). Follow h->next for the others. */
+static int hash_first(const struct graph *g, const struct keyhash *h, int q,
+		      const PGresult *pres, int row, int col)
+{
+	const PGresult *res = g->res[q];
+
+	if (!res || PQgetisnull(pres, row, col))
+		return 0;
+	return h->head[find_slot(h->head, h->mask, res,
+				 g->plan->queries[q].key_col,
+				 PQgetvalue(pres, row, col),
+				 (size_t)PQgetlength(pres, row, col))];
+}
+
+/* ---- the objects of a node ---- */
+
+static const struct objs *node_objs(struct graph *g, int node);
+
+static int objs_row(const struct objs *o, size_t i)
+{
+	return o->all ? (int)i : o->rows[i];
+}
+
+/* Keeps the objects of from for which keep() holds. */
+static int objs_filter(struct graph *g, struct objs *o, const struct objs *from,
+		       bool (*keep)(struct graph *, const void *, int),
+		       const void *arg)
+{
+	o->rows = malloc((from->n + 1) * sizeof(int));
+	if (!o->rows)
+		return -1;
+	for (size_t i = 0; i < from->n; i++) {
+		int row = objs_row(from, i);
+
+		if (keep(g, arg, row))
+			o->rows[o->n++] = row;
+	}
+	return 0;
+}
+
+struct edge_ref {
+	int node; /* the node holding the edge */
+	const struct plan_edge *edge;
+};
+
+/* The row's object at the edge is not null (EDGE_JOINED) or has at least one
+ * child (EDGE_QUERY). */
+static bool has_child(struct graph *g, const void *arg, int row)
+{
+	const struct edge_ref *ref = arg;
+	const struct plan_edge *e = ref->edge;
+	const PGresult *res = g->res[g->plan->nodes[ref->node].src];
+
+	switch (e->kind) {
+	case EDGE_JOINED:
+		return !PQgetisnull(res, row, e->null_col);
+	case EDGE_QUERY:
+		return hash_first(g, &g->hash[e->query], e->query, res, row,
+				  e->match_col) != 0;
+	case EDGE_BACKREF:
+		break;
+	}
+	return true;
+}
+
+/* The objects of node parent that have an object in node child (one of its
+ * edges leads there). */
+static int objs_with_child(struct graph *g, struct objs *o, int parent,
+			   int child)
+{
+	int e = g->keys[child].parent_edge;
+	const struct objs *from;
+	struct edge_ref ref;
+
+	if (parent < 0 || e < 0)
+		return -1;
+	from = node_objs(g, parent);
+	if (!from)
+		return -1;
+	ref.node = parent;
+	ref.edge = &g->plan->nodes[parent].edges[e];
+	if (ref.edge->kind == EDGE_QUERY && !query_hash(g, ref.edge->query))
+		return -1;
+	return objs_filter(g, o, from, has_child, &ref);
+}
+
+static const struct objs *node_objs(struct graph *g, int node)
+{
+	const struct plan_node *n = &g->plan->nodes[node];
+	struct objs *o = &g->objs[node];
+	int rc = 0;
+
+	if (o->known)
+		return o;
+	switch (n->kind) {
+	case NODE_QUERY:
+		o->all = true;
+		o->n = (size_t)ntuples(g->res[n->src]);
+		break;
+	case NODE_JOINED:
+		rc = objs_with_child(g, o, n->parent, node);
+		break;
+	case NODE_BACKREF:
+		/* book_set__author: the authors (grandparent objects) that
+		 * have at least one book (parent object). */
+		rc = n->parent < 0 ? -1
+				   : objs_with_child(
+					     g, o, g->plan->nodes[n->parent].parent,
+					     n->parent);
+		break;
+	}
+	if (rc) {
+		free(o->rows);
+		memset(o, 0, sizeof(*o));
+		return NULL;
+	}
+	o->known = true;
+	return o;
+}
+
+/* ---- keys ---- */
+
+/* Bytes of one element of an array literal: quotes, and a backslash before
+ * every '"' and '\'. */
+static size_t element_len(const char *s, size_t len)
+{
+	size_t n = len + 2;
+
+	for (size_t i = 0; i < len; i++)
+		if (s[i] == '"' || s[i] == '\\')
+			n++;
+	return n;
+}
+
+static char *append_element(char *p, const char *s, size_t len)
+{
+	*p++ = '"';
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			*p++ = '\\';
+		*p++ = s[i];
+	}
+	*p++ = '"';
+	return p;
+}
+
+/* The distinct non-NULL values of col over the objects, first-seen order:
+ * their rows, in *rows (malloc'd). */
+static int distinct_rows(const PGresult *res, int col, const struct objs *o,
+			 int **rows, size_t *n)
+{
+	size_t cap = table_size(o->n), mask = cap - 1;
+	int *table = calloc(cap, sizeof(int));
+
+	*n = 0;
+	*rows = malloc((o->n + 1) * sizeof(int));
+	if (!table || !*rows) {
+		free(table);
+		free(*rows);
+		*rows = NULL;
+		return -1;
+	}
+	for (size_t i = 0; i < o->n; i++) {
+		int row = objs_row(o, i);
+		size_t slot;
+
+		if (PQgetisnull(res, row, col))
+			continue;
+		slot = find_slot(table, mask, res, col,
+				 PQgetvalue(res, row, col),
+				 (size_t)PQgetlength(res, row, col));
+		if (table[slot] == 0) {
+			table[slot] = row + 1;
+			(*rows)[(*n)++] = row;
+		}
+	}
+	free(table);
+	return 0;
+}
+
+static char *array_literal(const PGresult *res, int col, const int *rows,
+			   size_t n)
+{
+	size_t len = 2 + n;
+	char *lit, *p;
+
+	for (size_t i = 0; i < n; i++)
+		len += element_len(PQgetvalue(res, rows[i], col),
+				   (size_t)PQgetlength(res, rows[i], col));
+	lit = malloc(len + 1);
+	if (!lit)
+		return NULL;
+	p = lit;
+	*p++ = '{';
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			*p++ = ',';
+		p = append_element(p, PQgetvalue(res, rows[i], col),
+				   (size_t)PQgetlength(res, rows[i], col));
+	}
+	*p++ = '}';
+	*p = '\0';
+	return lit;
+}
+
+char *graph_keys(struct graph *g, int q, size_t *nkeys)
+{
+	const struct plan_query *pq = &g->plan->queries[q];
+	const struct plan_node *node = &g->plan->nodes[pq->parent_node];
+	const PGresult *res = g->res[node->src];
+	const struct objs *o = node_objs(g, pq->parent_node);
+	int *rows = NULL;
+	char *lit = NULL;
+
+	*nkeys = 0;
+	if (!o || distinct_rows(res, pq->parent_col, o, &rows, nkeys))
+		goto oom;
+	if (*nkeys > 0) {
+		lit = array_literal(res, pq->parent_col, rows, *nkeys);
+		if (!lit)
+			goto oom;
+	}
+	free(rows);
+	return lit;
+oom:
+	free(rows);
+	*nkeys = 1; /* NULL with keys: out of memory (see graph.h) */
+	return NULL;
+}
+
+/* ---- writing ---- */
+
+static void put(struct writer *w, const char *s, size_t len)
+{
+	w->failed |= evbuffer_add(w->out, s, len);
+}
+
+static void write_object(struct writer *w, int node, int row);
+
+/* Writes the object of node at row, or null when row < 0. */
+static void write_object_or_null(struct writer *w, int node, int row)
+{
+	if (row < 0)
+		put(w, "null", 4);
+	else
+		write_object(w, node, row);
+}
+
+static void write_query_edge(struct writer *w, const PGresult *res, int row,
+			     const struct plan_edge *e)
+{
+	struct graph *g = w->g;
+	const struct keyhash *h = query_hash(g, e->query);
+	int child;
+
+	if (!h) {
+		w->failed = -1;
+		return;
+	}
+	child = hash_first(g, h, e->query, res, row, e->match_col);
+	if (!e->to_many) {
+		write_object_or_null(w, e->node, child - 1);
+		return;
+	}
+	put(w, "[", 1);
+	for (bool first = true; child != 0; child = h->next[child - 1]) {
+		if (!first)
+			put(w, ",", 1);
+		first = false;
+		write_object(w, e->node, child - 1);
+	}
+	put(w, "]", 1);
+}
+
+/* The object the current one was reached from: the frame below the top. */
+static void write_backref_edge(struct writer *w, const struct plan_edge *e)
+{
+	int row = w->depth >= 2 ? w->stack[w->depth - 2].row : -1;
+
+	if (e->to_many)
+		put(w, "[", 1);
+	if (!e->to_many || row >= 0)
+		write_object_or_null(w, e->node, row);
+	if (e->to_many)
+		put(w, "]", 1);
+}
+
+static void write_edge(struct writer *w, const PGresult *res, int row,
+		       const struct plan_edge *e)
+{
+	switch (e->kind) {
+	case EDGE_JOINED:
+		write_object_or_null(
+			w, e->node, PQgetisnull(res, row, e->null_col) ? -1 : row);
+		break;
+	case EDGE_QUERY:
+		write_query_edge(w, res, row, e);
+		break;
+	case EDGE_BACKREF:
+		write_backref_edge(w, e);
+		break;
+	}
+}
+
+static int push(struct writer *w, int node, int row)
+{
+	if (w->depth == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 16;
+		struct frame *s = realloc(w->stack, cap * sizeof(*s));
+
+		if (!s)
+			return -1;
+		w->stack = s;
+		w->cap = cap;
+	}
+	w->stack[w->depth].node = node;
+	w->stack[w->depth].row = row;
+	w->depth++;
+	return 0;
+}
+
+static void write_object(struct writer *w, int node, int row)
+{
+	const struct plan_node *n = &w->g->plan->nodes[node];
+	const struct node_keys *k = &w->g->keys[node];
+	const PGresult *res = w->g->res[n->src];
+	size_t skip = 1; /* no comma before the first member */
+
+	if (w->failed || push(w, node, row)) {
+		w->failed = -1;
+		return;
+	}
+	put(w, "{", 1);
+	for (size_t i = 0; i < n->nfields; i++, skip = 0) {
+		put(w, k->fields[i].s + skip, k->fields[i].len - skip);
+		w->failed |= put_value(w->out, res, row, n->fields[i].col,
+				       n->fields[i].render);
+	}
+	for (size_t i = 0; i < n->nedges; i++, skip = 0) {
+		put(w, k->edges[i].s + skip, k->edges[i].len - skip);
+		write_edge(w, res, row, &n->edges[i]);
+	}
+	put(w, "}", 1);
+	w->depth--;
+}
+
+int graph_write(struct graph *g, struct evbuffer *out)
+{
+	struct writer w = {.g = g, .out = out};
+	const struct objs *o = g->plan->nnodes ? node_objs(g, 0) : NULL;
+
+	if (!o)
+		return -1;
+	put(&w, "[", 1);
+	for (size_t i = 0; i < o->n && !w.failed; i++) {
+		if (i > 0)
+			put(&w, ",", 1);
+		write_object(&w, 0, objs_row(o, i));
+	}
+	put(&w, "]", 1);
+	free(w.stack);
+	return w.failed ? -1 : 0;
+}

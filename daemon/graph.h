@@ -1,0 +1,46 @@
+/*
+ * The object graph of one request: owns the PGresult of every query of a
+ * plan, finds each node's objects, gives the keys of the next level, matches
+ * children to parents by key (a hash per query) and writes the JSON straight
+ * into an evbuffer, values rendered as PostgreSQL's to_json() renders them.
+ * It reads results (libpq) but never talks to the server.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/buffer.h>
+#include <libpq-fe.h>
+
+#include "err.h"
+#include "plan.h"
+
+struct graph;
+
+/* plan must outlive the graph. Returns NULL when out of memory. */
+struct graph *graph_new(const struct plan *plan);
+void graph_free(struct graph *g); /* clears every result; NULL ok */
+
+/* Hands over the result of query q (the graph now owns it). A query that
+ * was not sent (empty, or no keys) gets NULL: zero rows. */
+void graph_set_result(struct graph *g, int q, PGresult *res);
+
+/*
+ * The keys of keyed query q as one PostgreSQL array literal ("{"1","7"}"),
+ * distinct, NULLs dropped, in first-seen order; malloc'd, or NULL with
+ * *nkeys == 0 when there are none (the query is then not sent and its
+ * deeper levels have no parents). Needs the results of every query its
+ * parent node's objects depend on. Out of memory: NULL with *nkeys != 0.
+ */
+char *graph_keys(struct graph *g, int q, size_t *nkeys);
+
+/* Rows of every result handed over so far. */
+long graph_rows(const struct graph *g);
+
+/* Writes the main objects as a JSON array ("[...]"). Returns 0, or -1 when
+ * out of memory (out then holds a partial document). */
+int graph_write(struct graph *g, struct evbuffer *out);
+
+/* Appends s as a JSON string (quoted, escaped exactly as to_json does). */
+void graph_write_string(struct evbuffer *out, const char *s, size_t len);

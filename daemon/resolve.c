@@ -1,0 +1,1270 @@
+/*
+ * Binds a spec to the schema: see resolve.h. Two halves: the queryset
+ * (fields, conditions, ordering, select_related) and the prefetch lookups,
+ * which follow Django 5.2's prefetch_related_objects: a stack of lookups,
+ * each walked level by level, every level remembered under its path.
+ */
+#include "resolve.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OOM(err) pf_err_set(err, 500, "internal", "", "out of memory")
+
+static const char *const op_names[] = {
+	[OP_EXACT] = "exact",	      [OP_IEXACT] = "iexact",
+	[OP_CONTAINS] = "contains",   [OP_ICONTAINS] = "icontains",
+	[OP_IN] = "in",		      [OP_GT] = "gt",
+	[OP_GTE] = "gte",	      [OP_LT] = "lt",
+	[OP_LTE] = "lte",	      [OP_STARTSWITH] = "startswith",
+	[OP_ISTARTSWITH] = "istartswith", [OP_ENDSWITH] = "endswith",
+	[OP_IENDSWITH] = "iendswith", [OP_RANGE] = "range",
+	[OP_ISNULL] = "isnull",	      [OP_REGEX] = "regex",
+	[OP_IREGEX] = "iregex",
+};
+
+#define NOPS ((int)(sizeof(op_names) / sizeof(op_names[0])))
+
+const char *resolve_op_name(enum rop op)
+{
+	return op_names[op];
+}
+
+static int find_op(const char *name)
+{
+	for (int i = 0; i < NOPS; i++)
+		if (strcmp(op_names[i], name) == 0)
+			return i;
+	return -1;
+}
+
+/* Grows *arr (of *n elements of size sz) by one zeroed element. */
+static void *grow(void *arrp, size_t *n, size_t sz)
+{
+	void **arr = arrp;
+	char *p = realloc(*arr, (*n + 1) * sz);
+
+	if (!p)
+		return NULL;
+	memset(p + *n * sz, 0, sz);
+	*arr = p;
+	return p + (*n)++ * sz;
+}
+
+/* "library_books" -> "LibraryBooks": the Django class name of a model. */
+static void class_name(const struct schema_model *m, char *out, size_t len)
+{
+	size_t o = 0;
+	bool up = true;
+
+	for (const char *c = m->name; *c && o + 1 < len; c++) {
+		if (*c == '_') {
+			up = true;
+			continue;
+		}
+		out[o++] = up ? (char)toupper((unsigned char)*c) : *c;
+		up = false;
+	}
+	out[o] = '\0';
+}
+
+/* Splits "a__b__c" into parts (in buf, which is modified). Returns the
+ * count, or -1 when a part is empty ("a____b", "__a"). */
+static int split_path(char *buf, char **parts, int max)
+{
+	int n = 0;
+	char *p = buf;
+
+	for (;;) {
+		char *sep = strstr(p, "__");
+		if (n == max)
+			return -1;
+		parts[n++] = p;
+		if (!sep)
+			break;
+		*sep = '\0';
+		p = sep + 2;
+	}
+	for (int i = 0; i < n; i++)
+		if (!parts[i][0])
+			return -1;
+	return n;
+}
+
+#define MAX_PARTS 32
+
+/* The names a model accepts in filters, for "Choices are: ...". */
+static void choices(const struct schema_model *m, char *out, size_t len)
+{
+	size_t o = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < m->nrelations && o < len; i++)
+		o += (size_t)snprintf(out + o, len - o, "%s%s", o ? ", " : "",
+				      m->relations[i].query_name);
+	for (size_t i = 0; i < m->ncolumns && o < len; i++)
+		o += (size_t)snprintf(out + o, len - o, "%s%s", o ? ", " : "",
+				      m->columns[i].name);
+}
+
+static const struct schema_column *find_field(const struct schema_model *m,
+					      const char *name)
+{
+	if (strcmp(name, "pk") == 0)
+		return m->pk;
+	return schema_find_column(m, name);
+}
+
+/* ---- the queryset ---------------------------------------------------- */
+
+struct qctx {
+	struct rqs *qs;
+	struct pf_err *err;
+	char cls[128];		/* class name of qs->model, for messages */
+};
+
+static int add_param(struct qctx *c, const char *text)
+{
+	char **slot = grow(&c->qs->params, &c->qs->nparams, sizeof(char *));
+
+	if (!slot)
+		return OOM(c->err);
+	if (text && !(*slot = strdup(text)))
+		return OOM(c->err);
+	return (int)c->qs->nparams - 1;
+}
+
+/* The join of rel from parent in scope, shared when it exists already: one
+ * filter() shares its joins, as in Django. A LEFT use makes it LEFT. */
+static int add_join(struct qctx *c, int parent, const struct schema_relation *rel,
+		    int scope, bool left)
+{
+	struct rjoin *j;
+
+	for (size_t i = 1; i < c->qs->njoins; i++) {
+		j = &c->qs->joins[i];
+		if (j->parent == parent && j->rel == rel && j->scope == scope) {
+			j->left |= left;
+			return (int)i;
+		}
+	}
+	j = grow(&c->qs->joins, &c->qs->njoins, sizeof(*j));
+	if (!j)
+		return OOM(c->err);
+	*j = (struct rjoin){.rel = rel, .model = rel->target, .parent = parent,
+			    .scope = scope, .left = left};
+	return (int)c->qs->njoins - 1;
+}
+
+/* A join after a LEFT join must be LEFT too, or it would drop the rows the
+ * LEFT join kept. Parents come before children, so one pass does it. */
+static void propagate_left(struct rqs *qs)
+{
+	for (size_t i = 1; i < qs->njoins; i++) {
+		struct rjoin *j = &qs->joins[i];
+		if (j->parent > 0 && qs->joins[j->parent].left &&
+		    qs->joins[j->parent].scope == j->scope)
+			j->left = true;
+	}
+}
+
+static bool is_int_type(const struct schema_column *col)
+{
+	return strcmp(col->type, "integer") == 0 ||
+	       strcmp(col->type, "bigint") == 0 ||
+	       strcmp(col->type, "smallint") == 0;
+}
+
+/* Catches the common wrong values with a precise "at"; PostgreSQL decides
+ * the rest (its class-22 errors are 422 bad_value too). */
+static int check_value(struct qctx *c, const struct schema_column *col,
+		       const struct spec_value *v, const char *at)
+{
+	if (v->kind == SPEC_OBJECT || v->kind == SPEC_ARRAY) {
+		if (col->render == RENDER_RAW)
+			return 0;
+		return pf_err_set(c->err, 422, "bad_value", at,
+				  "Field '%s' expected a scalar value",
+				  col->name);
+	}
+	if (is_int_type(col)) {
+		const char *s = v->text;
+		char *end;
+		errno = 0;
+		(void)strtoll(s, &end, 10);
+		if (v->kind == SPEC_BOOL || !*s || *end || errno)
+			return pf_err_set(c->err, 422, "bad_value", at,
+					  "Field '%s' expected a number but "
+					  "got '%s'.",
+					  col->name, s);
+	}
+	return 0;
+}
+
+/* LIKE pattern for the contains family, with Django's escaping. */
+static char *like_pattern(const char *v, bool lead, bool trail)
+{
+	char *out = malloc(strlen(v) * 2 + 3), *o = out;
+
+	if (!out)
+		return NULL;
+	if (lead)
+		*o++ = '%';
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '%' || *v == '_')
+			*o++ = '\\';
+		*o++ = *v;
+	}
+	if (trail)
+		*o++ = '%';
+	*o = '\0';
+	return out;
+}
+
+/* A PostgreSQL array literal of the distinct non-null items. Returns the
+ * count of items in *n. */
+static char *array_literal(const struct spec_value *v, size_t *n)
+{
+	size_t len = 3;
+	char *out, *o;
+
+	for (size_t i = 0; i < v->nitems; i++)
+		if (v->items[i].text)
+			len += strlen(v->items[i].text) * 2 + 3;
+	out = o = malloc(len);
+	if (!out)
+		return NULL;
+	*n = 0;
+	*o++ = '{';
+	for (size_t i = 0; i < v->nitems; i++) {
+		const char *t = v->items[i].text;
+		bool seen = false;
+		if (v->items[i].kind == SPEC_NULL || !t)
+			continue;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = v->items[k].text && v->items[k].kind != SPEC_NULL &&
+			       strcmp(v->items[k].text, t) == 0;
+		if (seen)
+			continue;
+		if (*n)
+			*o++ = ',';
+		*o++ = '"';
+		for (; *t; t++) {
+			if (*t == '"' || *t == '\\')
+				*o++ = '\\';
+			*o++ = *t;
+		}
+		*o++ = '"';
+		(*n)++;
+	}
+	*o++ = '}';
+	*o = '\0';
+	return out;
+}
+
+static int bind_scalar(struct qctx *c, struct rcond *t, const char *text,
+		       const char *at)
+{
+	t->param = add_param(c, text);
+	return t->param < 0 ? -1 : 0;
+}
+
+/* Binds the value of a term to parameter slots, per operator. Sets the
+ * term to RC_FALSE when it can match nothing ("in": []). */
+static int bind_value(struct qctx *c, struct rcond *t,
+		      const struct spec_value *v, const char *at)
+{
+	char *text;
+	size_t n;
+	int rc;
+
+	t->param = -1;
+	if (t->op == OP_ISNULL) {
+		bool yes = v->kind == SPEC_BOOL && strcmp(v->text, "true") == 0;
+		t->is_null = yes;
+		t->not_null = !yes;
+		return 0;
+	}
+	if (v->kind == SPEC_NULL) {
+		if (t->op == OP_EXACT || t->op == OP_IEXACT) {
+			t->is_null = true;
+			return 0;
+		}
+		return pf_err_set(c->err, 422, "bad_value", at,
+				  "Cannot use None as a query value");
+	}
+	switch (t->op) {
+	case OP_IN:
+		for (size_t i = 0; i < v->nitems; i++)
+			if (v->items[i].kind != SPEC_NULL &&
+			    check_value(c, t->col.col, &v->items[i], at) < 0)
+				return -1;
+		if (!(text = array_literal(v, &n)))
+			return OOM(c->err);
+		if (n == 0)
+			t->kind = RC_FALSE;
+		rc = n ? bind_scalar(c, t, text, at) : 0;
+		free(text);
+		return rc;
+	case OP_RANGE:
+		if (v->items[0].kind == SPEC_NULL ||
+		    v->items[1].kind == SPEC_NULL)
+			return pf_err_set(c->err, 422, "bad_value", at,
+					  "Cannot use None as a query value");
+		if (check_value(c, t->col.col, &v->items[0], at) < 0 ||
+		    check_value(c, t->col.col, &v->items[1], at) < 0 ||
+		    bind_scalar(c, t, v->items[0].text, at) < 0 ||
+		    add_param(c, v->items[1].text) < 0)
+			return -1;
+		return 0;
+	case OP_CONTAINS:
+	case OP_ICONTAINS:
+	case OP_STARTSWITH:
+	case OP_ISTARTSWITH:
+	case OP_ENDSWITH:
+	case OP_IENDSWITH:
+		if (v->kind == SPEC_OBJECT || v->kind == SPEC_ARRAY)
+			return pf_err_set(c->err, 422, "bad_value", at,
+					  "'%s' needs a string",
+					  op_names[t->op]);
+		text = like_pattern(v->text,
+				    t->op != OP_STARTSWITH &&
+					    t->op != OP_ISTARTSWITH,
+				    t->op != OP_ENDSWITH &&
+					    t->op != OP_IENDSWITH);
+		if (!text)
+			return OOM(c->err);
+		rc = bind_scalar(c, t, text, at);
+		free(text);
+		return rc;
+	case OP_IEXACT:
+	case OP_REGEX:
+	case OP_IREGEX:
+		if (v->kind == SPEC_OBJECT || v->kind == SPEC_ARRAY)
+			return pf_err_set(c->err, 422, "bad_value", at,
+					  "'%s' needs a string",
+					  op_names[t->op]);
+		return bind_scalar(c, t, v->text, at);
+	default: /* exact and the comparisons */
+		if (check_value(c, t->col.col, v, at) < 0)
+			return -1;
+		return bind_scalar(c, t, v->text, at);
+	}
+}
+
+struct walk {
+	int join;
+	int scope;		/* > 0: the term is inside this EXISTS */
+	const struct schema_model *model;
+	const struct schema_column *col;
+	bool via_join;
+	int joins[MAX_PARTS];	/* joins this path made, to make LEFT later */
+	int njoins;
+	int nparts, next;	/* parts consumed: parts[next..] remain */
+};
+
+/* The column a relation stands for when compared as a value: its own FK
+ * column for a forward relation (no join), else the target's pk. */
+static int relation_as_value(struct qctx *c, struct walk *w,
+			     const struct schema_relation *rel, bool left)
+{
+	if (!rel->to_many && rel->forward) {
+		w->col = rel->from_column;
+		return 0;
+	}
+	w->join = add_join(c, w->join, rel, w->scope, left);
+	if (w->join < 0)
+		return -1;
+	w->joins[w->njoins++] = w->join;
+	w->via_join = true;
+	w->col = rel->target->pk ? rel->target->pk : rel->to_column;
+	return 0;
+}
+
+/*
+ * Walks "author__publisher__name__icontains" from the queryset's model to
+ * a column, adding joins. A to-many hop under negation opens an EXISTS
+ * scope (Django's split_exclude) instead of a join. Leaves w->next at the
+ * first part that is not a field (the operator, if any).
+ */
+static int walk_path(struct qctx *c, char **parts, int n, bool negated,
+		     bool left, const char *at, struct walk *w,
+		     int *new_scope)
+{
+	w->join = 0;
+	w->model = c->qs->model;
+	for (int i = 0; i < n; i++) {
+		const struct schema_relation *rel;
+		bool last = i == n - 1 || (i == n - 2 && find_op(parts[n - 1]) >= 0);
+		char names[1024];
+
+		if ((w->col = find_field(w->model, parts[i])) &&
+		    !schema_find_query_relation(w->model, parts[i])) {
+			w->next = i + 1;
+			return 0;
+		}
+		rel = schema_find_query_relation(w->model, parts[i]);
+		if (!rel) {
+			choices(w->model, names, sizeof(names));
+			return pf_err_set(c->err, 422, "unknown_field", at,
+					  "Cannot resolve keyword '%s' into "
+					  "field. Choices are: %s",
+					  parts[i], names);
+		}
+		if (rel->to_many && negated && w->scope == 0) {
+			w->scope = ++c->qs->nscopes;
+			*new_scope = w->scope;
+			left = false; /* inside EXISTS the term is positive */
+		}
+		if (last) {
+			w->next = i + 1;
+			return relation_as_value(c, w, rel, left);
+		}
+		/* author__id: the FK column already holds the value. */
+		if (!rel->to_many && rel->forward &&
+		    strcmp(parts[i + 1], rel->to_column->name) == 0 &&
+		    (i + 2 == n || (i + 3 == n && find_op(parts[n - 1]) >= 0))) {
+			w->col = rel->from_column;
+			w->next = i + 2;
+			return 0;
+		}
+		w->join = add_join(c, w->join, rel, w->scope, left);
+		if (w->join < 0)
+			return -1;
+		w->joins[w->njoins++] = w->join;
+		w->via_join = true;
+		w->model = rel->target;
+	}
+	return pf_err_set(c->err, 422, "unknown_field", at,
+			  "'%s' does not name a field", parts[n - 1]);
+}
+
+static int resolve_term(struct qctx *c, const struct spec_cond *sc,
+			bool negated, bool in_or, struct rcond *out)
+{
+	char buf[1024], *parts[MAX_PARTS];
+	struct walk w = {0};
+	struct rcond *t = out;
+	int n, new_scope = 0, op = OP_EXACT;
+
+	snprintf(buf, sizeof(buf), "%s", sc->lookup);
+	n = split_path(buf, parts, MAX_PARTS);
+	if (n < 0)
+		return pf_err_set(c->err, 422, "unknown_field", sc->at,
+				  "'%s' is not a valid lookup", sc->lookup);
+	if (walk_path(c, parts, n, negated, negated || in_or, sc->at, &w,
+		      &new_scope) < 0)
+		return -1;
+	if (w.next < n) {
+		if (w.next != n - 1 || (op = find_op(parts[n - 1])) < 0)
+			return pf_err_set(c->err, 422, "unknown_operator",
+					  sc->at,
+					  "Unsupported lookup '%s' for field "
+					  "'%s' (%s)",
+					  parts[w.next], w.col->name,
+					  w.col->type);
+	}
+	if (new_scope) {
+		/* The EXISTS node wraps the positive term. */
+		out->kind = RC_EXISTS;
+		out->scope = new_scope;
+		out->children = calloc(1, sizeof(*out->children));
+		out->nchildren = 1;
+		if (!out->children)
+			return OOM(c->err);
+		t = &out->children[0];
+	}
+	*t = (struct rcond){.kind = RC_TERM,
+			    .col = {w.join, w.col},
+			    .op = (enum rop)op};
+	if (bind_value(c, t, &sc->value, sc->at) < 0)
+		return -1;
+	/* "IS NULL" across a join must see the rows the join did not find. */
+	if (t->is_null)
+		for (int i = 0; i < w.njoins; i++)
+			c->qs->joins[w.joins[i]].left = true;
+	/* Django's exclude keeps NULLs: NOT (c = v AND c IS NOT NULL). */
+	t->null_guard = negated && !new_scope && !t->is_null && !t->not_null &&
+			(w.col->nullable || w.via_join);
+	if (new_scope && t->kind == RC_FALSE)
+		*out = (struct rcond){.kind = RC_FALSE};
+	return 0;
+}
+
+static void cond_free(struct rcond *cnd);
+
+static void cond_free_children(struct rcond *cnd)
+{
+	for (size_t i = 0; i < cnd->nchildren; i++)
+		cond_free_children(&cnd->children[i]);
+	free(cnd->children);
+	cnd->children = NULL;
+	cnd->nchildren = 0;
+}
+
+static void cond_free(struct rcond *cnd)
+{
+	if (!cnd)
+		return;
+	cond_free_children(cnd);
+	free(cnd);
+}
+
+/* Folds TRUE/FALSE children: AND with FALSE is FALSE, OR with TRUE is TRUE,
+ * NOT flips, an AND/OR left with one child is that child. */
+static void fold(struct rcond *cnd)
+{
+	size_t keep = 0;
+	bool is_and = cnd->kind == RC_AND;
+
+	if (cnd->kind == RC_NOT) {
+		enum rcond_kind k = cnd->children[0].kind;
+		if (k == RC_TRUE || k == RC_FALSE) {
+			cond_free_children(cnd);
+			cnd->kind = k == RC_TRUE ? RC_FALSE : RC_TRUE;
+		}
+		return;
+	}
+	if (cnd->kind != RC_AND && cnd->kind != RC_OR)
+		return;
+	for (size_t i = 0; i < cnd->nchildren; i++) {
+		struct rcond *ch = &cnd->children[i];
+		if (ch->kind == (is_and ? RC_FALSE : RC_TRUE)) {
+			cond_free_children(cnd);
+			cnd->kind = is_and ? RC_FALSE : RC_TRUE;
+			return;
+		}
+		if (ch->kind == (is_and ? RC_TRUE : RC_FALSE)) {
+			cond_free_children(ch);
+			continue;
+		}
+		cnd->children[keep++] = *ch;
+	}
+	cnd->nchildren = keep;
+	if (keep == 0) {
+		cond_free_children(cnd);
+		cnd->kind = is_and ? RC_TRUE : RC_FALSE;
+	} else if (keep == 1) {
+		struct rcond only = cnd->children[0];
+		free(cnd->children);
+		*cnd = only;
+	}
+}
+
+static int resolve_cond(struct qctx *c, const struct spec_cond *sc,
+			bool negated, bool in_or, struct rcond *out)
+{
+	*out = (struct rcond){.param = -1};
+	switch (sc->kind) {
+	case SPEC_TERM:
+		return resolve_term(c, sc, negated, in_or, out);
+	case SPEC_NOT:
+		negated = !negated;
+		out->kind = RC_NOT;
+		break;
+	case SPEC_OR:
+		in_or = in_or || sc->nchildren > 1;
+		out->kind = RC_OR;
+		break;
+	case SPEC_AND:
+		out->kind = RC_AND;
+		break;
+	}
+	if (sc->nchildren) {
+		out->children = calloc(sc->nchildren, sizeof(*out->children));
+		if (!out->children)
+			return OOM(c->err);
+	}
+	out->nchildren = sc->nchildren;
+	for (size_t i = 0; i < sc->nchildren; i++)
+		if (resolve_cond(c, &sc->children[i], negated, in_or,
+				 &out->children[i]) < 0)
+			return -1;
+	fold(out);
+	return 0;
+}
+
+/* where = filter AND NOT exclude, folded; an always-false where makes the
+ * queryset empty (no query is sent). */
+static int resolve_where(struct qctx *c, const struct spec_queryset *spec)
+{
+	struct rcond *w = calloc(1, sizeof(*w));
+	size_t n = 0;
+
+	if (!w)
+		return OOM(c->err);
+	c->qs->where = w;
+	w->kind = RC_AND;
+	w->children = calloc(2, sizeof(*w->children));
+	if (!w->children)
+		return OOM(c->err);
+	if (spec->filter) {
+		w->nchildren = ++n;
+		if (resolve_cond(c, spec->filter, false, false,
+				 &w->children[0]) < 0)
+			return -1;
+	}
+	if (spec->exclude) {
+		struct rcond *neg = &w->children[n];
+		w->nchildren = ++n;
+		neg->kind = RC_NOT;
+		neg->children = calloc(1, sizeof(*neg->children));
+		if (!neg->children)
+			return OOM(c->err);
+		neg->nchildren = 1;
+		if (resolve_cond(c, spec->exclude, true, false,
+				 &neg->children[0]) < 0)
+			return -1;
+		fold(neg);
+	}
+	fold(w);
+	if (w->kind == RC_TRUE) {
+		cond_free(w);
+		c->qs->where = NULL;
+	} else if (w->kind == RC_FALSE) {
+		c->qs->empty = true;
+	}
+	return 0;
+}
+
+static int add_order(struct qctx *c, struct rcol col, bool desc)
+{
+	struct rorder *o = grow(&c->qs->order, &c->qs->norder, sizeof(*o));
+
+	if (!o)
+		return OOM(c->err);
+	o->col = col;
+	o->desc = desc;
+	return 0;
+}
+
+static int resolve_order_term(struct qctx *c, const char *field, bool desc,
+			      const char *at, int depth);
+
+/* Ordering by a relation orders by the target's default ordering (Django
+ * expands Meta.ordering), else by the FK column itself. */
+static int order_by_relation(struct qctx *c, int join,
+			     const struct schema_relation *rel, bool desc,
+			     const char *at, int depth)
+{
+	const struct schema_model *t = rel->target;
+	bool left = rel->to_many || rel->nullable || !rel->forward ||
+		    c->qs->joins[join].left;
+
+	if (t->nordering == 0 && !rel->to_many && rel->forward)
+		return add_order(c, (struct rcol){join, rel->from_column}, desc);
+	join = add_join(c, join, rel, 0, left);
+	if (join < 0)
+		return -1;
+	if (t->nordering == 0 || depth > 4)
+		return add_order(c, (struct rcol){join, t->pk ? t->pk : rel->to_column},
+				 desc);
+	for (size_t i = 0; i < t->nordering; i++) {
+		const char *term = t->ordering[i];
+		bool d = term[0] == '-';
+		const struct schema_column *col = find_field(t, term + d);
+		if (!col)
+			return pf_err_set(c->err, 500, "internal", at,
+					  "bad default ordering on %s", t->name);
+		if (add_order(c, (struct rcol){join, col}, d != desc) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int resolve_order_term(struct qctx *c, const char *field, bool desc,
+			      const char *at, int depth)
+{
+	char buf[1024], *parts[MAX_PARTS], names[1024];
+	const struct schema_model *m = c->qs->model;
+	int n, join = 0;
+
+	if (strcmp(field, "?") == 0) {
+		struct rorder *o = grow(&c->qs->order, &c->qs->norder,
+					sizeof(*o));
+		if (!o)
+			return OOM(c->err);
+		o->random = true;
+		return 0;
+	}
+	snprintf(buf, sizeof(buf), "%s", field);
+	n = split_path(buf, parts, MAX_PARTS);
+	if (n < 0)
+		return pf_err_set(c->err, 422, "unknown_field", at,
+				  "'%s' is not a valid ordering", field);
+	for (int i = 0; i < n; i++) {
+		const struct schema_relation *rel =
+			schema_find_query_relation(m, parts[i]);
+		const struct schema_column *col = find_field(m, parts[i]);
+		if (col && !rel) {
+			if (i != n - 1)
+				break;
+			return add_order(c, (struct rcol){join, col}, desc);
+		}
+		if (!rel)
+			break;
+		if (i == n - 1)
+			return order_by_relation(c, join, rel, desc, at, depth);
+		join = add_join(c, join, rel, 0,
+				rel->to_many || rel->nullable || !rel->forward ||
+					c->qs->joins[join].left);
+		if (join < 0)
+			return -1;
+		m = rel->target;
+	}
+	choices(m, names, sizeof(names));
+	return pf_err_set(c->err, 422, "unknown_field", at,
+			  "Cannot resolve keyword '%s' into field. Choices "
+			  "are: %s",
+			  field, names);
+}
+
+/* order_by, else the model's default ordering; then the pk as the last
+ * tiebreak so that output is deterministic. */
+static int resolve_ordering(struct qctx *c, const struct spec_queryset *spec)
+{
+	const struct schema_model *m = c->qs->model;
+
+	if (spec && spec->has_order_by) {
+		for (size_t i = 0; i < spec->norder_by; i++)
+			if (resolve_order_term(c, spec->order_by[i].field,
+					       spec->order_by[i].desc,
+					       spec->order_by[i].at, 0) < 0)
+				return -1;
+	} else {
+		for (size_t i = 0; i < m->nordering; i++) {
+			const char *t = m->ordering[i];
+			if (resolve_order_term(c, t + (t[0] == '-'),
+					       t[0] == '-', "order_by", 0) < 0)
+				return -1;
+		}
+	}
+	if (!m->pk)
+		return 0;
+	for (size_t i = 0; i < c->qs->norder; i++)
+		if (c->qs->order[i].col.join == 0 &&
+		    c->qs->order[i].col.col == m->pk)
+			return 0;
+	return add_order(c, (struct rcol){0, m->pk}, false);
+}
+
+/* only/defer: a column name, a forward relation's name (its column), or
+ * pk. The pk is always returned. */
+static const struct schema_column *field_for_only(const struct schema_model *m,
+						  const char *name)
+{
+	const struct schema_relation *rel = schema_find_relation(m, name);
+
+	if (rel && rel->forward && !rel->to_many)
+		return rel->from_column;
+	return find_field(m, name);
+}
+
+static int resolve_fields(struct qctx *c, const struct spec_queryset *spec)
+{
+	const struct schema_model *m = c->qs->model;
+	bool *keep = calloc(m->ncolumns + 1, sizeof(bool));
+	const struct spec_name *names = spec ? spec->only : NULL;
+	size_t nnames = spec ? spec->nonly : 0;
+	bool only = spec && spec->has_only;
+	int rc = -1;
+
+	if (!keep)
+		return OOM(c->err);
+	if (spec && !only) {
+		names = spec->defer;
+		nnames = spec->ndefer;
+	}
+	for (size_t i = 0; i < m->ncolumns; i++)
+		keep[i] = !only;
+	for (size_t i = 0; i < nnames; i++) {
+		const struct schema_column *col =
+			field_for_only(m, names[i].name);
+		if (!col) {
+			pf_err_set(c->err, 422, "unknown_field", names[i].at,
+				   "%s has no field named '%s'", c->cls,
+				   names[i].name);
+			goto out;
+		}
+		keep[col->index] = only;
+	}
+	if (m->pk)
+		keep[m->pk->index] = true;
+	c->qs->fields = calloc(m->ncolumns + 1, sizeof(*c->qs->fields));
+	if (!c->qs->fields) {
+		OOM(c->err);
+		goto out;
+	}
+	for (size_t i = 0; i < m->ncolumns; i++)
+		if (keep[i])
+			c->qs->fields[c->qs->nfields++] = &m->columns[i];
+	rc = 0;
+out:
+	free(keep);
+	return rc;
+}
+
+static int select_related_error(struct qctx *c, const struct schema_model *m,
+				const char *name, const char *at, bool column)
+{
+	char names[1024];
+	size_t o = 0;
+
+	names[0] = '\0';
+	for (size_t i = 0; i < m->nrelations && o < sizeof(names); i++)
+		if (!m->relations[i].to_many)
+			o += (size_t)snprintf(names + o, sizeof(names) - o,
+					      "%s%s", o ? ", " : "",
+					      m->relations[i].name);
+	return pf_err_set(c->err, 422,
+			  column ? "not_a_relation" : "unknown_relation", at,
+			  "Invalid field name(s) given in select_related: "
+			  "'%s'. Choices are: %s",
+			  name, o ? names : "(none)");
+}
+
+static int resolve_select_path(struct qctx *c, const struct spec_name *sn)
+{
+	char buf[1024], *parts[MAX_PARTS];
+	struct rsel **list = &c->qs->select;
+	size_t *count = &c->qs->nselect;
+	const struct schema_model *m = c->qs->model;
+	int n, join = 0;
+
+	snprintf(buf, sizeof(buf), "%s", sn->name);
+	n = split_path(buf, parts, MAX_PARTS);
+	if (n < 0)
+		return select_related_error(c, m, sn->name, sn->at, false);
+	for (int i = 0; i < n; i++) {
+		const struct schema_relation *rel =
+			schema_find_relation(m, parts[i]);
+		struct rsel *sel = NULL;
+		if (!rel || rel->to_many)
+			return select_related_error(
+				c, m, parts[i], sn->at,
+				rel || find_field(m, parts[i]));
+		for (size_t k = 0; k < *count; k++)
+			if ((*list)[k].rel == rel)
+				sel = &(*list)[k];
+		if (!sel) {
+			bool left = rel->nullable || !rel->forward ||
+				    c->qs->joins[join].left;
+			int j = add_join(c, join, rel, 0, left);
+			if (j < 0 || !(sel = grow(list, count, sizeof(*sel))))
+				return j < 0 ? -1 : OOM(c->err);
+			sel->rel = rel;
+			sel->join = j;
+		}
+		join = sel->join;
+		m = rel->target;
+		list = &sel->children;
+		count = &sel->nchildren;
+	}
+	return 0;
+}
+
+static void rsel_free(struct rsel *sel, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		rsel_free(sel[i].children, sel[i].nchildren);
+	free(sel);
+}
+
+static void rqs_cleanup(struct rqs *qs)
+{
+	cond_free(qs->where);
+	free(qs->joins);
+	free(qs->order);
+	free(qs->fields);
+	rsel_free(qs->select, qs->nselect);
+	for (size_t i = 0; i < qs->nparams; i++)
+		free(qs->params[i]);
+	free(qs->params);
+	memset(qs, 0, sizeof(*qs));
+}
+
+/* Binds one queryset (the main one, or a prefetch level's; spec NULL for a
+ * level's default queryset) over model m. to_many: whether ordering and
+ * slicing matter (Django clears the ordering of to-one prefetches). */
+static int resolve_qs(const struct spec_queryset *spec,
+		      const struct schema_model *m, bool ordered,
+		      struct rqs *qs, struct pf_err *err)
+{
+	struct qctx c = {.qs = qs, .err = err};
+	struct rjoin *base;
+
+	qs->model = m;
+	class_name(m, c.cls, sizeof(c.cls));
+	base = grow(&qs->joins, &qs->njoins, sizeof(*base));
+	if (!base)
+		return OOM(err);
+	base->model = m;
+	base->parent = -1;
+	if (resolve_fields(&c, spec) < 0)
+		return -1;
+	if (spec) {
+		qs->distinct = spec->distinct;
+		qs->offset = spec->offset;
+		qs->limit = spec->limit;
+		qs->has_limit = spec->has_limit;
+		if (qs->has_limit && qs->limit == 0)
+			qs->empty = true;
+		for (size_t i = 0; i < spec->nselect_related; i++)
+			if (resolve_select_path(&c, &spec->select_related[i]) < 0)
+				return -1;
+		if (resolve_where(&c, spec) < 0)
+			return -1;
+	}
+	if (ordered && resolve_ordering(&c, spec) < 0)
+		return -1;
+	propagate_left(qs);
+	return 0;
+}
+
+/* ---- prefetch_related ------------------------------------------------ */
+
+struct lookup {
+	char *through;		/* "published__comment_set" */
+	char *to;		/* the same with the last part as to_attr */
+	const struct spec_prefetch *src;
+};
+
+struct pctx {
+	const struct schema *schema;
+	struct resolved *rq;
+	struct lookup *stack;
+	size_t nstack;
+	struct rlevel **done;
+	size_t ndone;
+	struct pf_err *err;
+};
+
+static struct rlevel *find_done(struct pctx *p, const char *path)
+{
+	for (size_t i = 0; i < p->ndone; i++)
+		if (strcmp(p->done[i]->path, path) == 0)
+			return p->done[i];
+	return NULL;
+}
+
+static char *join_path(const char *prefix, const char *rest)
+{
+	size_t len = strlen(prefix) + strlen(rest) + 3;
+	char *out = malloc(len);
+
+	if (out)
+		snprintf(out, len, "%s%s%s", prefix, prefix[0] ? "__" : "",
+			 rest);
+	return out;
+}
+
+/* Pushes a queryset's lookups so that the first is popped first, each
+ * prefixed with the path of the level that owns them. */
+static int push_lookups(struct pctx *p, const struct spec_queryset *qs,
+			const char *prefix)
+{
+	for (size_t i = qs->nprefetch_related; i-- > 0;) {
+		const struct spec_prefetch *sp = &qs->prefetch_related[i];
+		struct lookup *l = grow(&p->stack, &p->nstack, sizeof(*l));
+		const char *last = strrchr(sp->lookup, '_');
+		char *to_local = NULL;
+
+		if (!l)
+			return OOM(p->err);
+		l->src = sp;
+		l->through = join_path(prefix, sp->lookup);
+		if (sp->to_attr) {
+			/* the last component is replaced by to_attr */
+			const char *cut = strstr(sp->lookup, "__");
+			const char *end = sp->lookup;
+			while (cut) {
+				end = cut + 2;
+				cut = strstr(end, "__");
+			}
+			size_t keep = (size_t)(end - sp->lookup);
+			to_local = malloc(keep + strlen(sp->to_attr) + 1);
+			if (to_local)
+				snprintf(to_local, keep + strlen(sp->to_attr) + 1,
+					 "%.*s%s", (int)keep, sp->lookup,
+					 sp->to_attr);
+		}
+		(void)last;
+		l->to = join_path(prefix, to_local ? to_local : sp->lookup);
+		free(to_local);
+		if (!l->through || !l->to)
+			return OOM(p->err);
+	}
+	return 0;
+}
+
+static void level_free(struct rlevel *lv)
+{
+	for (size_t i = 0; i < lv->nchildren; i++) {
+		level_free(lv->children[i]);
+		free(lv->children[i]);
+	}
+	free(lv->children);
+	free(lv->path);
+	free(lv->name);
+	rqs_cleanup(&lv->qs);
+}
+
+/* The select_related entry of `rel` under level lv, when lv's objects
+ * were read with it joined. */
+static const struct rsel *joined_entry(const struct rlevel *lv,
+				       const struct schema_relation *rel)
+{
+	const struct rsel *list = NULL;
+	size_t n = 0;
+
+	if (lv->kind == RL_ROOT || lv->kind == RL_QUERY) {
+		list = lv->qs.select;
+		n = lv->qs.nselect;
+	} else if (lv->kind == RL_JOINED) {
+		list = lv->sel->children;
+		n = lv->sel->nchildren;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (list[i].rel == rel)
+			return &list[i];
+	return NULL;
+}
+
+/* Whether rel leads back to the objects lv was fetched from: a reverse FK
+ * (or either side of a one-to-one) fills the child's link to its parent. */
+static bool is_backref(const struct rlevel *lv,
+		       const struct schema_relation *rel)
+{
+	return lv->kind == RL_QUERY && lv->rel->reverse == rel &&
+	       (lv->rel->kind == REL_REVERSE_FK ||
+		lv->rel->kind == REL_REVERSE_ONE_TO_ONE ||
+		lv->rel->kind == REL_ONE_TO_ONE);
+}
+
+static int check_prefetch_qs(struct pctx *p, const struct spec_prefetch *sp,
+			     const struct schema_relation *rel)
+{
+	const struct spec_queryset *qs = sp->queryset;
+
+	if (qs->model && strcmp(qs->model, rel->target->name) != 0)
+		return pf_err_set(p->err, 422, "unknown_model", qs->at,
+				  "the queryset of '%s' must be of model "
+				  "'%s', not '%s'",
+				  sp->lookup, rel->target->name, qs->model);
+	if (!rel->to_many && (qs->has_limit || qs->offset))
+		return pf_err_set(p->err, 422, "slice_not_allowed", sp->at,
+				  "Cannot filter a query once a slice has "
+				  "been taken.");
+	return 0;
+}
+
+static int check_to_attr(struct pctx *p, const struct rlevel *parent,
+			 const struct spec_prefetch *sp)
+{
+	const struct schema_model *m = parent->model;
+	char cls[128];
+
+	if (!schema_find_column(m, sp->to_attr) &&
+	    !schema_find_relation(m, sp->to_attr) &&
+	    strcmp(sp->to_attr, "pk") != 0)
+		return 0;
+	class_name(m, cls, sizeof(cls));
+	return pf_err_set(p->err, 422, "to_attr_conflict", sp->at,
+			  "to_attr=%s conflicts with a field on the %s model.",
+			  sp->to_attr, cls);
+}
+
+static struct rlevel *new_level(struct pctx *p, struct rlevel *parent,
+				const struct schema_relation *rel,
+				const char *path, const char *name)
+{
+	struct rlevel *lv = calloc(1, sizeof(*lv));
+	struct rlevel **slot;
+
+	if (!lv)
+		return NULL;
+	lv->parent = parent;
+	lv->rel = rel;
+	lv->model = rel->target;
+	lv->path = strdup(path);
+	lv->name = strdup(name);
+	slot = grow(&parent->children, &parent->nchildren, sizeof(*slot));
+	if (!slot) {
+		level_free(lv);
+		free(lv);
+		return NULL;
+	}
+	*slot = lv;
+	if (!lv->path || !lv->name)
+		return NULL;
+	slot = grow(&p->done, &p->ndone, sizeof(*slot));
+	if (!slot)
+		return NULL;
+	*slot = lv;
+	return lv;
+}
+
+/* Makes the level for relation part `i` of lookup l under parent. */
+static struct rlevel *make_level(struct pctx *p, struct rlevel *parent,
+				 const struct lookup *l, char **through,
+				 int i, int n, const char *path)
+{
+	const struct spec_prefetch *sp = l->src;
+	const struct schema_model *m = parent->model;
+	const struct schema_relation *rel = schema_find_relation(m, through[i]);
+	bool last = i == n - 1;
+	const char *to_attr = last ? sp->to_attr : NULL;
+	const struct spec_queryset *qs = last ? sp->queryset : NULL;
+	struct rlevel *lv;
+	char cls[128];
+
+	if (!rel) {
+		class_name(m, cls, sizeof(cls));
+		if (find_field(m, through[i]))
+			pf_err_set(p->err, 422, "not_a_relation", sp->at,
+				   "'%s' does not resolve to an item that "
+				   "supports prefetching - this is an invalid "
+				   "parameter to prefetch_related().",
+				   l->through);
+		else
+			pf_err_set(p->err, 422, "unknown_relation", sp->at,
+				   "Cannot find '%s' on %s object, '%s' is an "
+				   "invalid parameter to prefetch_related()",
+				   through[i], cls, l->through);
+		return NULL;
+	}
+	if (to_attr && check_to_attr(p, parent, sp) < 0)
+		return NULL;
+	if (qs && check_prefetch_qs(p, sp, rel) < 0)
+		return NULL;
+	lv = new_level(p, parent, rel, path, to_attr ? to_attr : rel->name);
+	if (!lv) {
+		OOM(p->err);
+		return NULL;
+	}
+	if (!qs && !to_attr && (lv->sel = joined_entry(parent, rel))) {
+		lv->kind = RL_JOINED;
+	} else if (!qs && !to_attr && is_backref(parent, rel)) {
+		lv->kind = RL_BACKREF;
+		lv->model = parent->parent->model;
+	} else {
+		lv->kind = RL_QUERY;
+		if (resolve_qs(qs, rel->target, rel->to_many, &lv->qs,
+			       p->err) < 0)
+			return NULL;
+	}
+	return lv;
+}
+
+/* Walks one lookup level by level, reusing what is done (Django's
+ * prefetch_related_objects loop body). */
+static int run_lookup(struct pctx *p, const struct lookup *l)
+{
+	char tbuf[1024], obuf[1024], *through[MAX_PARTS], *to[MAX_PARTS];
+	char path[1024];
+	struct rlevel *level = &p->rq->root;
+	int n;
+
+	if (find_done(p, l->to)) {
+		if (l->src->queryset)
+			return pf_err_set(p->err, 422, "lookup_conflict",
+					  l->src->at,
+					  "'%s' lookup was already seen with a "
+					  "different queryset. You may need to "
+					  "adjust the ordering of your lookups.",
+					  l->to);
+		return 0;
+	}
+	snprintf(tbuf, sizeof(tbuf), "%s", l->through);
+	snprintf(obuf, sizeof(obuf), "%s", l->to);
+	n = split_path(tbuf, through, MAX_PARTS);
+	if (n < 0 || split_path(obuf, to, MAX_PARTS) != n)
+		return pf_err_set(p->err, 422, "unknown_relation", l->src->at,
+				  "'%s' is not a valid lookup", l->through);
+	path[0] = '\0';
+	for (int i = 0; i < n; i++) {
+		struct rlevel *next;
+		size_t len = strlen(path);
+		snprintf(path + len, sizeof(path) - len, "%s%s",
+			 i ? "__" : "", to[i]);
+		if ((next = find_done(p, path))) {
+			level = next;
+			continue;
+		}
+		next = make_level(p, level, l, through, i, n, path);
+		if (!next)
+			return -1;
+		level = next;
+		if (i == n - 1 && l->src->queryset &&
+		    push_lookups(p, l->src->queryset, path) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int resolve_prefetch(struct pctx *p, const struct spec_queryset *spec)
+{
+	int rc = 0;
+
+	if (push_lookups(p, spec, "") < 0)
+		return -1;
+	while (p->nstack && rc == 0) {
+		struct lookup l = p->stack[--p->nstack];
+		rc = run_lookup(p, &l);
+		free(l.through);
+		free(l.to);
+	}
+	return rc;
+}
+
+struct resolved *resolve(const struct schema *s,
+			 const struct spec_queryset *spec, struct pf_err *err)
+{
+	struct resolved *rq = calloc(1, sizeof(*rq));
+	const struct schema_model *m;
+	struct pctx p = {.schema = s, .rq = rq, .err = err};
+
+	if (!rq) {
+		OOM(err);
+		return NULL;
+	}
+	m = schema_find_model(s, spec->model);
+	if (!m) {
+		pf_err_set(err, 422, "unknown_model", "model",
+			   "no model named '%s' (see GET /schema)",
+			   spec->model);
+		goto fail;
+	}
+	rq->root.kind = RL_ROOT;
+	rq->root.model = m;
+	if (!(rq->root.path = strdup("")) || !(rq->root.name = strdup(""))) {
+		OOM(err);
+		goto fail;
+	}
+	if (resolve_qs(spec, m, true, &rq->root.qs, err) < 0 ||
+	    resolve_prefetch(&p, spec) < 0)
+		goto fail;
+	free(p.stack);
+	free(p.done);
+	return rq;
+fail:
+	while (p.nstack) {
+		free(p.stack[--p.nstack].through);
+		free(p.stack[p.nstack].to);
+	}
+	free(p.stack);
+	free(p.done);
+	resolved_free(rq);
+	return NULL;
+}
+
+void resolved_free(struct resolved *rq)
+{
+	if (!rq)
+		return;
+	level_free(&rq->root);
+	free(rq);
+}
