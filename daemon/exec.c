@@ -127,6 +127,14 @@ static void fail(struct exec *ex)
 
 /* ---- results ---- */
 
+/* For log lines: the lookup path, "main", or "control" (BEGIN/COMMIT). */
+static const char *query_name(const struct plan *plan, int q)
+{
+	if (q < 0)
+		return "control";
+	return plan->queries[q].path[0] ? plan->queries[q].path : "main";
+}
+
 /* SQLSTATE -> error, once for the whole daemon (STYLE.md). */
 static void map_error(const PGresult *res, int q, const struct plan *plan,
 		      struct pf_err *err)
@@ -150,9 +158,9 @@ static void map_error(const PGresult *res, int q, const struct plan *plan,
 		pf_err_set(err, 503, "database_unavailable", "",
 			   "the database is unavailable");
 	} else {
-		log_error("exec: %s failed (SQLSTATE %s): %s",
-			  q >= 0 ? plan->queries[q].sql : "statement", state,
-			  PQresultErrorMessage(res));
+		log_error("exec: %s query failed (SQLSTATE %s): %s; sql: %s",
+			  query_name(plan, q), state, msg ? msg : "",
+			  q >= 0 ? plan->queries[q].sql : "");
 		pf_err_set(err, 500, "internal", "", "internal error");
 	}
 }
@@ -171,9 +179,9 @@ static int check_result(struct exec *ex, const PGresult *res, int q)
 		map_error(res, q, ex->plan, &ex->err);
 		return -1;
 	}
-	log_error("exec: unexpected result %s for %s",
+	log_error("exec: unexpected result %s for the %s query",
 		  res ? PQresStatus(PQresultStatus(res)) : "(none)",
-		  q >= 0 ? ex->plan->queries[q].sql : "a statement");
+		  query_name(ex->plan, q));
 	return pf_err_set(&ex->err, 500, "internal", "", "internal error");
 }
 
@@ -214,8 +222,8 @@ static void take_result(struct exec *ex, size_t i, double ms)
 
 static void run_round(struct exec *ex);
 
-static void on_batch(struct pool_conn *conn, struct pool_stmt *stmts,
-		     size_t n, const struct pf_err *err, void *arg)
+static void on_batch(struct pool_conn *conn, struct pool_stmt *stmts, size_t n,
+		     const struct pf_err *err, void *arg)
 {
 	struct exec *ex = arg;
 
@@ -276,17 +284,18 @@ static void add_stmt(struct exec *ex, const char *sql, int q)
 	ex->nstmts++;
 }
 
-/* Puts query q in the batch, with keys as $1 when keyed (ex owns them). */
+/* Puts query q in the batch, with keys as $1 when keyed (ex owns them once
+ * this returns 0). */
 static int add_query(struct exec *ex, int q, char *keys)
 {
 	const struct plan_query *pq = &ex->plan->queries[q];
 	struct exec_query *eq = &ex->qs[q];
 	struct pool_stmt *st;
 
-	eq->keys = keys;
 	eq->params = calloc((size_t)pq->nparams + 1, sizeof(*eq->params));
 	if (!eq->params)
 		return -1;
+	eq->keys = keys;
 	for (int i = 0; i < pq->nparams; i++)
 		eq->params[i] = pq->params[i];
 	if (pq->keyed && pq->nparams > 0)
@@ -361,7 +370,8 @@ static void run_round(struct exec *ex)
 	if (first)
 		add_stmt(ex, SQL_BEGIN, -1);
 	if (add_ready(ex)) {
-		pf_err_set(&ex->err, 500, "internal", "", "out of memory");
+		log_error("exec: out of memory");
+		pf_err_set(&ex->err, 500, "internal", "", "internal error");
 		fail(ex);
 		return;
 	}
@@ -397,8 +407,7 @@ static void run_round(struct exec *ex)
 	ex->stats.queries += (int)ndata;
 }
 
-static void on_conn(struct pool_conn *conn, const struct pf_err *err,
-		    void *arg)
+static void on_conn(struct pool_conn *conn, const struct pf_err *err, void *arg)
 {
 	struct exec *ex = arg;
 

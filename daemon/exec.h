@@ -21,18 +21,19 @@ struct exec;
 
 struct exec_options {
 	int pool_timeout_ms;
-	long max_rows;		/* 413 too_many_rows past it */
-	bool debug;		/* keep every statement's SQL, params, rows, ms */
+	long max_rows; /* 413 too_many_rows past it; <= 0: no limit */
+	bool debug;    /* keep every statement's SQL, params, rows, ms */
 };
 
 struct exec_stats {
-	int queries;		/* data statements sent (not BEGIN/COMMIT) */
+	int queries; /* data statements sent (not BEGIN/COMMIT) */
 	long rows;
-	double db_ms;		/* from the first send to the last result */
+	double db_ms; /* from the first send to the last result */
 };
 
 /* done fires exactly once, never before exec_start returns: err NULL on
- * success (then exec_graph has every result). */
+ * success (then exec_graph has every result). The connection is back in the
+ * pool by then, and done may free the exec. */
 typedef void (*exec_done_cb)(struct exec *ex, const struct pf_err *err,
 			     void *arg);
 
@@ -44,8 +45,9 @@ struct exec *exec_start(struct pool *pool, const struct plan *plan,
 struct graph *exec_graph(struct exec *ex);
 void exec_get_stats(const struct exec *ex, struct exec_stats *out);
 
-/* "[{"sql":..,"params":[..],"rows":n,"ms":x},...]" of the statements sent
- * (debug only). */
+/* "[{"sql":..,"params":[..],"rows":n,"ms":x},...]" of the data statements
+ * sent, in order (not BEGIN/COMMIT/ROLLBACK); ms is the elapsed time of the
+ * batch the statement was in. The keys ($1) are kept only with debug set. */
 void exec_write_debug(const struct exec *ex, struct evbuffer *out);
 
 /* The client left: stop (the connection is discarded if mid-batch), done

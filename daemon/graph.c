@@ -2,8 +2,8 @@
  * The object graph of one request (see graph.h): the PGresult of every query,
  * the objects of each node (computed on demand, cached), one key hash per
  * keyed query (key text -> its rows in result order), and the JSON writer.
- * Values go straight from the PGresults into the evbuffer: no jansson tree
- * and no allocation per value or per row.
+ * Values go straight from the PGresults into the evbuffer (through a 16 KB
+ * staging buffer): no jansson tree and no allocation per value or per row.
  */
 #include "graph.h"
 
@@ -38,6 +38,16 @@ struct jkey {
 	size_t len;
 };
 
+/* Output goes through a small buffer flushed to the evbuffer in 16 KB
+ * spans: an evbuffer_add per token (a brace, a key, a value) costs more than
+ * the copy, and a result writes millions of tokens. */
+struct sink {
+	struct evbuffer *out;
+	size_t len;
+	int failed;
+	char buf[16384];
+};
+
 struct node_keys {
 	struct jkey *fields;
 	struct jkey *edges;
@@ -62,12 +72,34 @@ struct frame {
 
 struct writer {
 	struct graph *g;
-	struct evbuffer *out;
 	struct frame *stack;
 	size_t depth;
 	size_t cap;
-	int failed;
+	int failed; /* out of memory */
+	struct sink sink;
 };
+
+/* ---- output ---- */
+
+static void sink_flush(struct sink *k)
+{
+	if (k->len > 0)
+		k->failed |= evbuffer_add(k->out, k->buf, k->len);
+	k->len = 0;
+}
+
+static void sink_put(struct sink *k, const char *s, size_t len)
+{
+	if (len > sizeof(k->buf) - k->len) {
+		sink_flush(k);
+		if (len > sizeof(k->buf)) {
+			k->failed |= evbuffer_add(k->out, s, len);
+			return;
+		}
+	}
+	memcpy(k->buf + k->len, s, len);
+	k->len += len;
+}
 
 /* ---- escaping ---- */
 
@@ -101,11 +133,11 @@ static const char *escape_of(unsigned char c, char buf[8])
 	}
 }
 
-static int put_string(struct evbuffer *out, const char *s, size_t len)
+static void put_string(struct sink *k, const char *s, size_t len)
 {
 	size_t start = 0;
-	int rc = evbuffer_add(out, "\"", 1);
 
+	sink_put(k, "\"", 1);
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		char buf[8];
@@ -114,18 +146,20 @@ static int put_string(struct evbuffer *out, const char *s, size_t len)
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
 		esc = escape_of(c, buf);
-		rc |= evbuffer_add(out, s + start, i - start);
-		rc |= evbuffer_add(out, esc, strlen(esc));
+		sink_put(k, s + start, i - start);
+		sink_put(k, esc, strlen(esc));
 		start = i + 1;
 	}
-	rc |= evbuffer_add(out, s + start, len - start);
-	rc |= evbuffer_add(out, "\"", 1);
-	return rc;
+	sink_put(k, s + start, len - start);
+	sink_put(k, "\"", 1);
 }
 
 void graph_write_string(struct evbuffer *out, const char *s, size_t len)
 {
-	(void)put_string(out, s, len);
+	struct sink k = {.out = out};
+
+	put_string(&k, s, len);
+	sink_flush(&k);
 }
 
 static size_t skip_digits(const char *s, size_t len, size_t i)
@@ -169,54 +203,64 @@ static bool is_json_number(const char *s, size_t len)
 	return i == len;
 }
 
-static int put_value(struct evbuffer *out, const PGresult *res, int row,
-		     int col, enum schema_render render)
+static void put_value(struct sink *k, const PGresult *res, int row, int col,
+		      enum schema_render render)
 {
 	const char *v;
 	size_t len;
 
-	if (PQgetisnull(res, row, col))
-		return evbuffer_add(out, "null", 4);
+	if (PQgetisnull(res, row, col)) {
+		sink_put(k, "null", 4);
+		return;
+	}
 	v = PQgetvalue(res, row, col);
 	len = (size_t)PQgetlength(res, row, col);
 	switch (render) {
 	case RENDER_NUMBER:
 		if (is_json_number(v, len))
-			return evbuffer_add(out, v, len);
-		return put_string(out, v, len);
+			sink_put(k, v, len);
+		else
+			put_string(k, v, len);
+		return;
 	case RENDER_BOOL:
 		if (v[0] == 't')
-			return evbuffer_add(out, "true", 4);
-		return evbuffer_add(out, "false", 5);
+			sink_put(k, "true", 4);
+		else
+			sink_put(k, "false", 5);
+		return;
 	case RENDER_STRING:
-		return put_string(out, v, len);
+		put_string(k, v, len);
+		return;
 	case RENDER_RAW:
 	case RENDER_TO_JSON:
 		break;
 	}
-	return evbuffer_add(out, v, len);
+	sink_put(k, v, len);
 }
 
 /* ---- construction ---- */
 
-static int make_key(struct jkey *k, const char *name)
+static int make_key(struct jkey *key, const char *name)
 {
-	struct evbuffer *b = evbuffer_new();
+	struct sink *k = calloc(1, sizeof(*k));
 	int rc = -1;
 
-	if (!b)
-		return -1;
-	if (evbuffer_add(b, ",", 1) || put_string(b, name, strlen(name)) ||
-	    evbuffer_add(b, ":", 1))
+	if (!k || !(k->out = evbuffer_new()))
 		goto out;
-	k->len = evbuffer_get_length(b);
-	k->s = malloc(k->len);
-	if (!k->s)
+	sink_put(k, ",", 1);
+	put_string(k, name, strlen(name));
+	sink_put(k, ":", 1);
+	sink_flush(k);
+	key->len = evbuffer_get_length(k->out);
+	key->s = malloc(key->len);
+	if (k->failed || !key->s)
 		goto out;
-	evbuffer_remove(b, k->s, k->len);
+	evbuffer_remove(k->out, key->s, key->len);
 	rc = 0;
 out:
-	evbuffer_free(b);
+	if (k && k->out)
+		evbuffer_free(k->out);
+	free(k);
 	return rc;
 }
 
@@ -514,9 +558,11 @@ static const struct objs *node_objs(struct graph *g, int node)
 	case NODE_BACKREF:
 		/* book_set__author: the authors (grandparent objects) that
 		 * have at least one book (parent object). */
-		rc = n->parent < 0 ? -1
-				   : objs_with_child(
-					     g, o, g->plan->nodes[n->parent].parent,
+		if (n->parent < 0)
+			rc = -1;
+		else
+			rc = objs_with_child(g, o,
+					     g->plan->nodes[n->parent].parent,
 					     n->parent);
 		break;
 	}
@@ -643,7 +689,7 @@ oom:
 
 static void put(struct writer *w, const char *s, size_t len)
 {
-	w->failed |= evbuffer_add(w->out, s, len);
+	sink_put(&w->sink, s, len);
 }
 
 static void write_object(struct writer *w, int node, int row);
@@ -701,8 +747,9 @@ static void write_edge(struct writer *w, const PGresult *res, int row,
 {
 	switch (e->kind) {
 	case EDGE_JOINED:
-		write_object_or_null(
-			w, e->node, PQgetisnull(res, row, e->null_col) ? -1 : row);
+		write_object_or_null(w, e->node,
+				     PQgetisnull(res, row, e->null_col) ? -1
+									: row);
 		break;
 	case EDGE_QUERY:
 		write_query_edge(w, res, row, e);
@@ -737,15 +784,15 @@ static void write_object(struct writer *w, int node, int row)
 	const PGresult *res = w->g->res[n->src];
 	size_t skip = 1; /* no comma before the first member */
 
-	if (w->failed || push(w, node, row)) {
+	if (w->failed || w->sink.failed || push(w, node, row)) {
 		w->failed = -1;
 		return;
 	}
 	put(w, "{", 1);
 	for (size_t i = 0; i < n->nfields; i++, skip = 0) {
 		put(w, k->fields[i].s + skip, k->fields[i].len - skip);
-		w->failed |= put_value(w->out, res, row, n->fields[i].col,
-				       n->fields[i].render);
+		put_value(&w->sink, res, row, n->fields[i].col,
+			  n->fields[i].render);
 	}
 	for (size_t i = 0; i < n->nedges; i++, skip = 0) {
 		put(w, k->edges[i].s + skip, k->edges[i].len - skip);
@@ -757,7 +804,7 @@ static void write_object(struct writer *w, int node, int row)
 
 int graph_write(struct graph *g, struct evbuffer *out)
 {
-	struct writer w = {.g = g, .out = out};
+	struct writer w = {.g = g, .sink.out = out};
 	const struct objs *o = g->plan->nnodes ? node_objs(g, 0) : NULL;
 
 	if (!o)
@@ -769,6 +816,7 @@ int graph_write(struct graph *g, struct evbuffer *out)
 		write_object(&w, 0, objs_row(o, i));
 	}
 	put(&w, "]", 1);
+	sink_flush(&w.sink);
 	free(w.stack);
-	return w.failed ? -1 : 0;
+	return w.failed || w.sink.failed ? -1 : 0;
 }

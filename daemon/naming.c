@@ -5,10 +5,17 @@
  * rules are the README's "Naming" section, and the order in which names are
  * claimed (naming_claim) is what makes them deterministic.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "schema_build.h"
+
+/* The first name of an FK's "columns" or "ref_columns". */
+static const char *fk_first(const json_t *fk, const char *key)
+{
+	return json_string_value(json_array_get(json_object_get(fk, key), 0));
+}
 
 /* book_isbn -> book.isbn: "book"; author_id -> "author"; else the column. */
 static char *forward_name(const char *col, const char *ref)
@@ -63,9 +70,8 @@ static int catalog_fk(struct build *b, struct btable *bt, json_t *fk)
 			"configured schemas",
 			cname, build_jstr(fk, "ref_schema"),
 			build_jstr(fk, "ref_table"));
-	col = json_string_value(json_array_get(cols, 0));
-	ref = json_string_value(
-		json_array_get(json_object_get(fk, "ref_columns"), 0));
+	col = fk_first(fk, "columns");
+	ref = fk_first(fk, "ref_columns");
 	if (dst->hidden || declared(b, bt, col, NULL))
 		return 0;
 	from = schema_find_column(bt->model, col);
@@ -101,9 +107,7 @@ static int catalog_fks(struct build *b, struct btable *bt)
 
 	json_array_foreach (bt->columns, i, c) {
 		json_array_foreach (bt->fks, j, fk) {
-			json_t *cols = json_object_get(fk, "columns");
-
-			if (strcmp(json_string_value(json_array_get(cols, 0)),
+			if (strcmp(fk_first(fk, "columns"),
 				   build_jstr(c, "name")))
 				continue;
 			if (catalog_fk(b, bt, fk) < 0)
@@ -119,19 +123,19 @@ static int catalog_fks(struct build *b, struct btable *bt)
 static bool junction_fks(const struct btable *bt, json_t **first,
 			 json_t **second)
 {
-	json_t *fa = json_array_get(bt->fks, 0),
-	       *fb = json_array_get(bt->fks, 1);
-	json_t *ca, *cb, *fac = json_object_get(fa, "columns"),
-			 *fbc = json_object_get(fb, "columns");
+	json_t *fa = json_array_get(bt->fks, 0);
+	json_t *fb = json_array_get(bt->fks, 1);
 	size_t ncols = json_array_size(bt->columns);
 	size_t npk = json_array_size(bt->pk), ia, ib;
 	const char *a, *b;
+	json_t *ca, *cb;
 
 	if (json_array_size(bt->fks) != 2 || ncols < 2 || ncols > 3 ||
-	    json_array_size(fac) != 1 || json_array_size(fbc) != 1)
+	    json_array_size(json_object_get(fa, "columns")) != 1 ||
+	    json_array_size(json_object_get(fb, "columns")) != 1)
 		return false;
-	a = json_string_value(json_array_get(fac, 0));
-	b = json_string_value(json_array_get(fbc, 0));
+	a = fk_first(fa, "columns");
+	b = fk_first(fb, "columns");
 	if (!(ca = build_column(bt, a, &ia)) ||
 	    !(cb = build_column(bt, b, &ib)) || ia == ib ||
 	    !json_is_true(json_object_get(ca, "not_null")) ||
@@ -173,11 +177,14 @@ static const char *junction_suffix(const struct btable *j,
 	return s ? s : after_prefix(j->name, t->name);
 }
 
+/* A junction's many-to-many goes from a to b: a is the table that names
+ * the junction (a_<suffix>), else the end of the FK on the first column. */
 static int catalog_m2m(struct build *b, struct btable *j)
 {
-	json_t *fa, *fb, *tmp;
+	const struct schema_column *from, *to;
 	struct btable *ta, *tb;
 	const char *suffix;
+	json_t *fa, *fb;
 	struct draft *d;
 	size_t n;
 
@@ -192,13 +199,17 @@ static int catalog_m2m(struct build *b, struct btable *j)
 	suffix = junction_suffix(j, ta);
 	if (!suffix && (suffix = junction_suffix(j, tb))) {
 		struct btable *t = ta;
+		json_t *f = fa;
 
 		ta = tb;
 		tb = t;
-		tmp = fa;
 		fa = fb;
-		fb = tmp;
+		fb = f;
 	}
+	from = schema_find_column(ta->model, fk_first(fa, "ref_columns"));
+	to = schema_find_column(tb->model, fk_first(fb, "ref_columns"));
+	if (!from || !to)
+		return 0; /* over a hidden column */
 	if (!(d = build_draft_new(b)))
 		return build_oom(b);
 	d->kind = REL_MANY_TO_MANY;
@@ -207,20 +218,10 @@ static int catalog_m2m(struct build *b, struct btable *j)
 	d->through = j;
 	d->model = ta->model;
 	d->target = tb->model;
-	d->from = schema_find_column(
-		ta->model, json_string_value(json_array_get(
-				   json_object_get(fa, "ref_columns"), 0)));
-	d->to = schema_find_column(
-		tb->model, json_string_value(json_array_get(
-				   json_object_get(fb, "ref_columns"), 0)));
-	d->through_from = json_string_value(
-		json_array_get(json_object_get(fa, "columns"), 0));
-	d->through_to = json_string_value(
-		json_array_get(json_object_get(fb, "columns"), 0));
-	if (!d->from || !d->to) {
-		d->model = d->target = NULL; /* over a hidden column */
-		return 0;
-	}
+	d->from = from;
+	d->to = to;
+	d->through_from = fk_first(fa, "columns");
+	d->through_to = fk_first(fb, "columns");
 	d->constraint = build_printf("%s, %s", build_jstr(fa, "name"),
 				     build_jstr(fb, "name"));
 	d->name = suffix ? strdup(suffix) : build_printf("%s_set", tb->name);
@@ -277,9 +278,7 @@ static int claim_overlay(struct build *b, struct draft *d)
 	if (name_taken(b, d->model, d->name, false) ||
 	    name_taken(b, d->model, d->name, true))
 		return build_bad_overlay(
-			b, at,
-			"'%s' clashes with a column or relation of "
-			"%s",
+			b, at, "'%s' clashes with a column or relation of %s",
 			d->name, d->model->name);
 	d->fwd_claimed = true;
 	if (!d->rname)
@@ -375,11 +374,12 @@ static int rename_shared_reverses(struct build *b)
 {
 	for (size_t i = 0; i < b->ndrafts; i++) {
 		struct draft *d = &b->drafts[i];
-		const char *src = d->model ? d->model->name : "";
+		const char *src;
 		size_t n = 0;
 
 		if (!is_catalog_fk(d))
 			continue;
+		src = d->model->name;
 		for (size_t j = 0; j < b->ndrafts; j++) {
 			const struct draft *o = &b->drafts[j];
 

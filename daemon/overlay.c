@@ -105,9 +105,7 @@ static int overlay_model(struct build *b, const char *key, json_t *ov)
 	if ((hidden && !build_is_string_array(hidden)) ||
 	    (ordering && !build_is_string_array(ordering)))
 		return build_bad_overlay(
-			b, at,
-			"\"hidden\" and \"ordering\" are arrays of "
-			"column names");
+			b, at, "\"hidden\" and \"ordering\" list columns");
 	table = tbl ? json_string_value(tbl) : key;
 	bt = build_find_table(b, json_string_value(sch), table, &n);
 	if (!n)
@@ -135,10 +133,7 @@ static int overlay_model(struct build *b, const char *key, json_t *ov)
 		/* Results and prefetch matching both need the pk. */
 		if (build_str_in(bt->pk, col))
 			return build_bad_overlay(
-				b, at,
-				"hidden: '%s' is (part of) the "
-				"primary key",
-				col);
+				b, at, "hidden: '%s' is (part of) the pk", col);
 	}
 	json_array_foreach (ordering, i, v) {
 		const char *term = json_string_value(v);
@@ -148,10 +143,8 @@ static int overlay_model(struct build *b, const char *key, json_t *ov)
 			continue;
 		if (!build_column(bt, col, NULL) || build_hides(bt, col))
 			return build_bad_overlay(
-				b, at,
-				"ordering: '%s' is not a visible "
-				"column of %s",
-				term, key);
+				b, at, "ordering: '%s' is not a visible column",
+				term);
 	}
 	return 0;
 }
@@ -165,6 +158,7 @@ int overlay_hide_models(struct build *b)
 	json_array_foreach (list, i, v) {
 		const char *name = json_string_value(v);
 		struct btable *bt = build_find_named(b, name);
+		bool found = false;
 		char at[64];
 
 		if (bt) {
@@ -172,13 +166,13 @@ int overlay_hide_models(struct build *b)
 			continue;
 		}
 		for (size_t j = 0; j < b->ntables; j++) {
-			if (!strcmp(b->tables[j].table, name))
-				bt = &b->tables[j];
-			if (bt)
-				bt->hidden = true;
+			if (!strcmp(b->tables[j].table, name)) {
+				b->tables[j].hidden = true;
+				found = true;
+			}
 		}
 		snprintf(at, sizeof(at), "hidden_models[%zu]", i);
-		if (!bt)
+		if (!found)
 			return build_bad_overlay(
 				b, at, "no model or table '%s'", name);
 	}
@@ -191,11 +185,8 @@ static int overlay_column(struct build *b, const char *at, struct btable *bt,
 			  const char *col, const struct schema_column **out)
 {
 	if (!col && !(col = build_pk(bt)))
-		return build_bad_overlay(
-			b, at,
-			"%s has no single-column primary key: name "
-			"the field",
-			bt->name);
+		return build_bad_overlay(b, at, "%s has no single-column pk",
+					 bt->name);
 	if (!build_column(bt, col, NULL))
 		return build_bad_overlay(b, at, "no column '%s' on %s", col,
 					 bt->name);
@@ -219,10 +210,8 @@ static int overlay_fk(struct build *b, const char *at, json_t *r,
 		if (o->kind != REL_MANY_TO_MANY && o->src == d->src &&
 		    !strcmp(o->column, col))
 			return build_bad_overlay(
-				b, at,
-				"relations[%zu] already declares "
-				"column '%s' of %s",
-				o->entry, col, d->src->name);
+				b, at, "relations[%zu] already declares %s.%s",
+				o->entry, d->src->name, col);
 	}
 	d->column = col;
 	if (overlay_column(b, at, d->src, col, &d->from) < 0 ||

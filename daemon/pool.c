@@ -296,7 +296,7 @@ static void conn_connect_failed(struct pool_conn *c, const char *why)
 	struct pool *pool = c->pool;
 	char msg[256];
 
-	snprintf(msg, sizeof(msg), "%s", why);
+	snprintf(msg, sizeof(msg), "%s", why); /* why may live in c->pg */
 	pool->connect_failures++;
 	conn_destroy(c);
 	pool_mark_down(pool, msg);
@@ -596,20 +596,25 @@ lost:
 			  "lost the connection to the database");
 }
 
+/* Forgets the batch in flight, if any: its callback will not fire and
+ * the results it collected so far are cleared. */
+static void conn_drop_batch(struct pool_conn *c)
+{
+	if (c->state != CONN_RUNNING)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		PQclear(c->stmts[i].result);
+		c->stmts[i].result = NULL;
+	}
+	c->cb = NULL;
+	c->stmts = NULL;
+}
+
 void pool_abandon(struct pool_conn *c)
 {
-	size_t i;
-
 	if (!c)
 		return;
-	if (c->state == CONN_RUNNING) {
-		for (i = 0; i < c->n; i++) {
-			PQclear(c->stmts[i].result);
-			c->stmts[i].result = NULL;
-		}
-		c->cb = NULL;
-		c->stmts = NULL;
-	}
+	conn_drop_batch(c);
 	/* libpq 15 has no non-blocking cancel: closing the connection is
 	 * what stops the server's work. */
 	conn_close(c);
@@ -812,8 +817,10 @@ void pool_free(struct pool *pool)
 		return;
 	while ((w = TAILQ_FIRST(&pool->waits)))
 		wait_free(w);
-	while ((c = TAILQ_FIRST(&pool->conns)))
+	while ((c = TAILQ_FIRST(&pool->conns))) {
+		conn_drop_batch(c);
 		conn_destroy(c);
+	}
 	if (pool->dispatch_ev)
 		event_free(pool->dispatch_ev);
 	if (pool->retry_ev)

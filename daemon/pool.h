@@ -42,8 +42,9 @@ struct pool_options {
 struct pool *pool_new(struct event_base *base, const struct pool_options *opt);
 
 /* Closes every connection, including those handed out (their handles
- * become invalid and their batch callbacks never fire), and frees pending
- * waits without calling them. NULL ok. Not from inside a pool callback. */
+ * become invalid; a batch in flight is dropped as by pool_abandon), and
+ * frees pending waits without calling them. NULL ok. Not from inside a
+ * pool callback: at shutdown, after the loop. */
 void pool_free(struct pool *pool);
 
 /*

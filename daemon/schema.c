@@ -1,12 +1,11 @@
 /*
- * Catalog JSON + overlay JSON -> an immutable snapshot of models and
- * relations (see schema.h for the model, README for the naming rules).
- * Building works on scratch data: one struct btable per catalog table, one
- * struct draft per relation (its forward side and its optional reverse).
- * Names are claimed in a fixed order (overlay, catalog forward, catalog
- * reverse), so the first claimant of a name keeps it and every later one is
- * renamed the same way on every load; only then are the models' relation
- * arrays written. Knows nothing of libpq: the catalog arrives as text.
+ * Catalog JSON + overlay JSON -> an immutable, refcounted snapshot of models
+ * and relations (schema.h). This file holds the catalog query, reads the
+ * catalog, creates the models, writes the named relations into them, and
+ * serves the finished snapshot (find, JSON, refs); naming.c derives and
+ * names the catalog's relations, overlay.c reads the overlay. Building works
+ * on scratch data (schema_build.h), so a failed build leaves nothing behind.
+ * Knows nothing of libpq: the catalog arrives as text.
  */
 #include "schema.h"
 #include "schema_build.h"

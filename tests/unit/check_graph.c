@@ -70,8 +70,7 @@ static void assert_json(struct graph *g, const char *want)
 	free(got);
 }
 
-static void assert_keys(struct graph *g, int q, const char *want,
-			size_t want_n)
+static void assert_keys(struct graph *g, int q, const char *want, size_t want_n)
 {
 	size_t n = 99;
 	char *got = graph_keys(g, q, &n);
@@ -108,9 +107,9 @@ static struct plan_query keyed_query(int parent_node, int parent_col,
 
 /* author(id, name) -> book_set: book(id, title, author_id). */
 static struct plan_field author_fields[] = {{"id", 0, RENDER_NUMBER},
-					   {"name", 1, RENDER_STRING}};
+					    {"name", 1, RENDER_STRING}};
 static struct plan_field book_fields[] = {{"id", 0, RENDER_NUMBER},
-					 {"title", 1, RENDER_STRING}};
+					  {"title", 1, RENDER_STRING}};
 
 static void author_books_plan(struct plan *p, struct plan_query *q,
 			      struct plan_node *n, struct plan_edge *e)
@@ -135,7 +134,8 @@ static void author_books_plan(struct plan *p, struct plan_query *q,
 				  .parent = 0,
 				  .fields = book_fields,
 				  .nfields = N(book_fields)};
-	*p = (struct plan){.queries = q, .nqueries = 2, .nodes = n, .nnodes = 2};
+	*p = (struct plan){
+		.queries = q, .nqueries = 2, .nodes = n, .nnodes = 2};
 }
 
 START_TEST(test_reverse_fk_lists_children_in_order_and_empty_when_none)
@@ -263,8 +263,10 @@ static void joined_plan(struct plan *p, struct plan_query *q,
 {
 	q[0] = main_query(3);
 	q[1] = keyed_query(1, 2, 0, 2);
-	e[0] = (struct plan_edge){
-		.kind = EDGE_JOINED, .name = "author", .node = 1, .null_col = 1};
+	e[0] = (struct plan_edge){.kind = EDGE_JOINED,
+				  .name = "author",
+				  .node = 1,
+				  .null_col = 1};
 	e[1] = (struct plan_edge){.kind = EDGE_QUERY,
 				  .name = "bio",
 				  .node = 2,
@@ -325,18 +327,19 @@ START_TEST(test_backref_edge_and_backref_objects)
 	struct plan_field af[] = {{"name", 1, RENDER_STRING}};
 	struct plan_query q[] = {main_query(2), keyed_query(0, 0, 2, 3),
 				 keyed_query(2, 0, 0, 2)};
-	struct plan_edge e[] = {{.kind = EDGE_QUERY,
-				 .name = "book_set",
-				 .to_many = true,
-				 .node = 1,
-				 .query = 1,
-				 .match_col = 0},
-				{.kind = EDGE_BACKREF, .name = "author", .node = 2},
-				{.kind = EDGE_QUERY,
-				 .name = "bio",
-				 .node = 3,
-				 .query = 2,
-				 .match_col = 0}};
+	struct plan_edge e[] = {
+		{.kind = EDGE_QUERY,
+		 .name = "book_set",
+		 .to_many = true,
+		 .node = 1,
+		 .query = 1,
+		 .match_col = 0},
+		{.kind = EDGE_BACKREF, .name = "author", .node = 2},
+		{.kind = EDGE_QUERY,
+		 .name = "bio",
+		 .node = 3,
+		 .query = 2,
+		 .match_col = 0}};
 	struct plan_node n[] = {{.kind = NODE_QUERY,
 				 .src = 0,
 				 .parent = -1,
@@ -366,23 +369,25 @@ START_TEST(test_backref_edge_and_backref_objects)
 	struct plan p = {q, 3, n, 4};
 	struct graph *g = graph_new(&p);
 
-	graph_set_result(g, 0,
-			 mkres(2, 3, CELLS("1", "Anne", "2", "Emily", "3", "Jane")));
+	graph_set_result(
+		g, 0,
+		mkres(2, 3, CELLS("1", "Anne", "2", "Emily", "3", "Jane")));
 	graph_set_result(g, 1,
 			 mkres(3, 3,
-			       CELLS("10", "Emma", "3", "11", "Agnes", "1", "12",
-				     "Persuasion", "3")));
+			       CELLS("10", "Emma", "3", "11", "Agnes", "1",
+				     "12", "Persuasion", "3")));
 	/* Emily has no book: not an object of the backref node. */
 	assert_keys(g, 2, "{\"1\",\"3\"}", 2);
 	graph_set_result(g, 2, mkres(2, 1, CELLS("3", "Chawton")));
-	assert_json(g, "[{\"id\":1,\"book_set\":[{\"title\":\"Agnes\","
-		       "\"author\":{\"name\":\"Anne\",\"bio\":null}}]},"
-		       "{\"id\":2,\"book_set\":[]},"
-		       "{\"id\":3,\"book_set\":["
-		       "{\"title\":\"Emma\",\"author\":{\"name\":\"Jane\","
-		       "\"bio\":{\"body\":\"Chawton\"}}},"
-		       "{\"title\":\"Persuasion\",\"author\":{\"name\":\"Jane\","
-		       "\"bio\":{\"body\":\"Chawton\"}}}]}]");
+	assert_json(g,
+		    "[{\"id\":1,\"book_set\":[{\"title\":\"Agnes\","
+		    "\"author\":{\"name\":\"Anne\",\"bio\":null}}]},"
+		    "{\"id\":2,\"book_set\":[]},"
+		    "{\"id\":3,\"book_set\":["
+		    "{\"title\":\"Emma\",\"author\":{\"name\":\"Jane\","
+		    "\"bio\":{\"body\":\"Chawton\"}}},"
+		    "{\"title\":\"Persuasion\",\"author\":{\"name\":\"Jane\","
+		    "\"bio\":{\"body\":\"Chawton\"}}}]}]");
 	graph_free(g);
 }
 END_TEST
@@ -514,6 +519,44 @@ START_TEST(test_write_string_escapes_like_postgres)
 }
 END_TEST
 
+/* Values longer than the writer's staging buffer, escapes on both sides of
+ * its boundaries. */
+START_TEST(test_long_values_are_written_whole)
+{
+	struct plan_field f[] = {{"v", 0, RENDER_STRING}, {"w", 1, RENDER_RAW}};
+	struct plan_query q[] = {main_query(2)};
+	struct plan_node n[] = {{.kind = NODE_QUERY,
+				 .src = 0,
+				 .parent = -1,
+				 .fields = f,
+				 .nfields = 2}};
+	struct plan p = {q, 1, n, 1};
+	struct graph *g = graph_new(&p);
+	size_t len = 40000, wlen = 3 * len + 64;
+	char *v = malloc(len + 1), *raw = malloc(len + 1), *want = malloc(wlen);
+	char *w = want;
+
+	for (size_t i = 0; i < len; i++) {
+		v[i] = i % 1000 == 999 ? '"' : (char)('a' + i % 26);
+		raw[i] = (char)('0' + i % 10);
+	}
+	v[len] = raw[len] = '\0';
+	w += sprintf(w, "[{\"v\":\"");
+	for (size_t i = 0; i < len; i++) {
+		if (v[i] == '"')
+			*w++ = '\\';
+		*w++ = v[i];
+	}
+	sprintf(w, "\",\"w\":%s}]", raw);
+	graph_set_result(g, 0, mkres(2, 1, CELLS(v, raw)));
+	assert_json(g, want);
+	free(v);
+	free(raw);
+	free(want);
+	graph_free(g);
+}
+END_TEST
+
 START_TEST(test_graph_free_accepts_null)
 {
 	graph_free(NULL);
@@ -525,10 +568,12 @@ Suite *graph_suite(void)
 	Suite *s = suite_create("graph");
 	TCase *tc = tcase_create("edges");
 
-	tcase_add_test(tc,
-		       test_reverse_fk_lists_children_in_order_and_empty_when_none);
+	tcase_add_test(
+		tc,
+		test_reverse_fk_lists_children_in_order_and_empty_when_none);
 	tcase_add_test(tc, test_skipped_query_gives_empty_lists);
-	tcase_add_test(tc, test_empty_main_result_is_an_empty_array_without_keys);
+	tcase_add_test(tc,
+		       test_empty_main_result_is_an_empty_array_without_keys);
 	tcase_add_test(tc, test_to_one_edge_is_object_or_null);
 	tcase_add_test(tc, test_joined_edge_is_null_when_null_col_is_null);
 	tcase_add_test(tc, test_backref_edge_and_backref_objects);
@@ -544,6 +589,7 @@ Suite *graph_suite(void)
 			    (int)N(render_cases));
 	tcase_add_test(tc, test_keys_of_json_objects_are_escaped);
 	tcase_add_test(tc, test_write_string_escapes_like_postgres);
+	tcase_add_test(tc, test_long_values_are_written_whole);
 	tcase_add_test(tc, test_graph_free_accepts_null);
 	suite_add_tcase(s, tc);
 	return s;

@@ -11,6 +11,8 @@
 static Suite *(*const suites[])(void) = {
 	spec_suite,
 	graph_suite,
+	plan_suite,
+	schema_suite,
 };
 
 int main(void)

@@ -8,3 +8,5 @@
 
 Suite *spec_suite(void);
 Suite *graph_suite(void);
+Suite *plan_suite(void);
+Suite *schema_suite(void);
