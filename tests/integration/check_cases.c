@@ -1,0 +1,180 @@
+/*
+ * Data-driven integration cases against the demo database: every file in
+ * tests/cases/ and proto/examples/ is a JSON array of cases
+ *
+ *   {"name": "...", "request": {queryset},
+ *    "expect_sql": "SELECT ... (one json value: the expected results)",
+ *    or "expect": [literal results],
+ *    "queries": N,                          data statements, also counted
+ *                                           by pg_stat_statements
+ *    "status": 422, "error": {"code": "...", "at": "...",
+ *                             "message": "part of the message"}}
+ *
+ * Expected results are derived independently of prefetchd: a hand-written
+ * SQL query (to_json/json_agg over the same rows) or JSON that was read and
+ * checked by hand. A new case is a new entry in a file.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "suites.h"
+
+static json_t *cases;		/* [{"file": ..., "case": {...}}] */
+static struct pfd *pfd;
+
+static void load_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char path[1024];
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		json_error_t jerr;
+		json_t *arr;
+		size_t len = strlen(e->d_name), i;
+		json_t *c;
+
+		if (len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		arr = json_load_file(path, 0, &jerr);
+		if (!json_is_array(arr)) {
+			/* An unreadable file is a failing case, not a skip. */
+			json_array_append_new(
+				cases, json_pack("{s:s,s:{s:s}}", "file", path,
+						 "case", "broken", jerr.text));
+			json_decref(arr);
+			continue;
+		}
+		json_array_foreach(arr, i, c)
+			json_array_append_new(
+				cases, json_pack("{s:s,s:O}", "file", path,
+						 "case", c));
+		json_decref(arr);
+	}
+	closedir(d);
+}
+
+static void start_daemon(void)
+{
+	pfd = pfd_start(NULL);
+	ck_assert_ptr_nonnull(pfd);
+	ck_assert_int_eq(pfd_wait_ready(pfd, 10000), 0);
+}
+
+static void stop_daemon(void)
+{
+	ck_assert_int_eq(pfd_stop(pfd), 0);
+}
+
+static void check_error(const char *name, const struct http_res *res,
+			json_t *c)
+{
+	json_t *want = json_object_get(c, "error");
+	json_t *got = json_object_get(res->json, "error");
+	const char *msg = json_string_value(json_object_get(want, "message"));
+
+	ck_assert_msg(json_is_object(got), "%s: no error object: %s", name,
+		      res->body);
+	ck_assert_int_eq(json_integer_value(json_object_get(got, "status")),
+			 res->status);
+	ck_assert_str_eq(json_string_value(json_object_get(got, "code")),
+			 json_string_value(json_object_get(want, "code")));
+	if (json_object_get(want, "at"))
+		ck_assert_str_eq(
+			json_string_value(json_object_get(got, "at")),
+			json_string_value(json_object_get(want, "at")));
+	if (msg)
+		ck_assert_msg(strstr(json_string_value(json_object_get(
+					     got, "message")),
+				     msg),
+			      "%s: message %s", name,
+			      json_string_value(
+				      json_object_get(got, "message")));
+}
+
+START_TEST(test_case)
+{
+	json_t *entry = json_array_get(cases, (size_t)_i);
+	json_t *c = json_object_get(entry, "case");
+	const char *name = json_string_value(json_object_get(c, "name"));
+	const char *file = json_string_value(json_object_get(entry, "file"));
+	json_t *want_status = json_object_get(c, "status");
+	json_t *want_queries = json_object_get(c, "queries");
+	const char *expect_sql =
+		json_string_value(json_object_get(c, "expect_sql"));
+	char *body;
+	struct http_res res = {0};
+	long counted;
+
+	ck_assert_msg(json_object_get(c, "request"), "%s: %s: no request",
+		      file, name ? name : "?");
+	body = json_dumps(json_object_get(c, "request"), JSON_COMPACT);
+	db_stats_reset();
+	ck_assert_int_eq(http_do(pfd_port(pfd), "POST", "/query", body, NULL,
+				 &res),
+			 0);
+	counted = db_data_statements_since_reset();
+	ck_assert_msg(res.json != NULL, "%s: not JSON: %s", name, res.body);
+	if (want_status && json_integer_value(want_status) != 200) {
+		ck_assert_msg(res.status == json_integer_value(want_status),
+			      "%s: status %d: %s", name, res.status, res.body);
+		check_error(name, &res, c);
+		ck_assert_msg(counted == (want_queries
+						  ? json_integer_value(
+							    want_queries)
+						  : 0),
+			      "%s: %ld statements reached PostgreSQL", name,
+			      counted);
+	} else {
+		json_t *got = json_object_get(res.json, "results");
+		json_t *want = expect_sql ? db_json(expect_sql)
+					  : json_incref(json_object_get(
+						    c, "expect"));
+		json_t *stats = json_object_get(res.json, "stats");
+		ck_assert_msg(res.status == 200, "%s: status %d: %s", name,
+			      res.status, res.body);
+		ck_assert_msg(want != NULL, "%s: no expectation", name);
+		ck_assert_json_eq(got, want);
+		json_decref(want);
+		if (want_queries) {
+			long q = (long)json_integer_value(want_queries);
+			ck_assert_msg(counted == q,
+				      "%s: pg_stat_statements counted %ld "
+				      "statements, want %ld",
+				      name, counted, q);
+			ck_assert_int_eq(json_integer_value(json_object_get(
+						 stats, "queries")),
+					 q);
+		}
+	}
+	http_res_cleanup(&res);
+	free(body);
+}
+END_TEST
+
+Suite *cases_suite(void)
+{
+	Suite *s = suite_create("cases");
+	TCase *tc = tcase_create("cases");
+	const char *root = getenv("PFTEST_ROOT");
+	char dir[1024];
+
+	cases = json_array();
+	snprintf(dir, sizeof(dir), "%s/tests/cases", root ? root : ".");
+	load_dir(dir);
+	snprintf(dir, sizeof(dir), "%s/proto/examples", root ? root : ".");
+	load_dir(dir);
+	tcase_set_timeout(tc, 60);
+	tcase_add_unchecked_fixture(tc, start_daemon, stop_daemon);
+	tcase_add_loop_test(tc, test_case, 0, (int)json_array_size(cases));
+	suite_add_tcase(s, tc);
+	return s;
+}
