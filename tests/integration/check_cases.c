@@ -24,7 +24,7 @@
 #include "harness.h"
 #include "suites.h"
 
-static json_t *cases;		/* [{"file": ..., "case": {...}}] */
+static json_t *cases; /* [{"file": ..., "case": {...}}] */
 static struct pfd *pfd;
 
 static void load_dir(const char *dir)
@@ -53,10 +53,10 @@ static void load_dir(const char *dir)
 			json_decref(arr);
 			continue;
 		}
-		json_array_foreach(arr, i, c)
-			json_array_append_new(
-				cases, json_pack("{s:s,s:O}", "file", path,
-						 "case", c));
+		json_array_foreach (arr, i, c)
+			json_array_append_new(cases,
+					      json_pack("{s:s,s:O}", "file",
+							path, "case", c));
 		json_decref(arr);
 	}
 	closedir(d);
@@ -74,8 +74,7 @@ static void stop_daemon(void)
 	ck_assert_int_eq(pfd_stop(pfd), 0);
 }
 
-static void check_error(const char *name, const struct http_res *res,
-			json_t *c)
+static void check_error(const char *name, const struct http_res *res, json_t *c)
 {
 	json_t *want = json_object_get(c, "error");
 	json_t *got = json_object_get(res->json, "error");
@@ -92,12 +91,12 @@ static void check_error(const char *name, const struct http_res *res,
 			json_string_value(json_object_get(got, "at")),
 			json_string_value(json_object_get(want, "at")));
 	if (msg)
-		ck_assert_msg(strstr(json_string_value(json_object_get(
-					     got, "message")),
-				     msg),
-			      "%s: message %s", name,
-			      json_string_value(
-				      json_object_get(got, "message")));
+		ck_assert_msg(
+			strstr(json_string_value(
+				       json_object_get(got, "message")),
+			       msg),
+			"%s: message %s", name,
+			json_string_value(json_object_get(got, "message")));
 }
 
 START_TEST(test_case)
@@ -114,30 +113,28 @@ START_TEST(test_case)
 	struct http_res res = {0};
 	long counted;
 
-	ck_assert_msg(json_object_get(c, "request"), "%s: %s: no request",
-		      file, name ? name : "?");
+	ck_assert_msg(json_object_get(c, "request"), "%s: %s: no request", file,
+		      name ? name : "?");
 	body = json_dumps(json_object_get(c, "request"), JSON_COMPACT);
 	db_stats_reset();
-	ck_assert_int_eq(http_do(pfd_port(pfd), "POST", "/query", body, NULL,
-				 &res),
-			 0);
+	ck_assert_int_eq(
+		http_do(pfd_port(pfd), "POST", "/query", body, NULL, &res), 0);
 	counted = db_data_statements_since_reset();
 	ck_assert_msg(res.json != NULL, "%s: not JSON: %s", name, res.body);
 	if (want_status && json_integer_value(want_status) != 200) {
 		ck_assert_msg(res.status == json_integer_value(want_status),
 			      "%s: status %d: %s", name, res.status, res.body);
 		check_error(name, &res, c);
-		ck_assert_msg(counted == (want_queries
-						  ? json_integer_value(
-							    want_queries)
-						  : 0),
-			      "%s: %ld statements reached PostgreSQL", name,
-			      counted);
+		ck_assert_msg(
+			counted == (want_queries
+					    ? json_integer_value(want_queries)
+					    : 0),
+			"%s: %ld statements reached PostgreSQL", name, counted);
 	} else {
 		json_t *got = json_object_get(res.json, "results");
-		json_t *want = expect_sql ? db_json(expect_sql)
-					  : json_incref(json_object_get(
-						    c, "expect"));
+		json_t *want =
+			expect_sql ? db_json(expect_sql)
+				   : json_incref(json_object_get(c, "expect"));
 		json_t *stats = json_object_get(res.json, "stats");
 		ck_assert_msg(res.status == 200, "%s: status %d: %s", name,
 			      res.status, res.body);
@@ -160,6 +157,49 @@ START_TEST(test_case)
 }
 END_TEST
 
+/* Every "curl ... -d '<spec>'" in README.md posts the request of a case in
+ * proto/examples/, so each demo is checked by test_case above. */
+START_TEST(test_readme_demos_are_checked_examples)
+{
+	const char *root = getenv("PFTEST_ROOT");
+	const char *marker = "localhost:8080/query -d '";
+	char path[1024];
+	FILE *f;
+	char line[8192];
+	int demos = 0;
+
+	snprintf(path, sizeof(path), "%s/README.md", root ? root : ".");
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		char *start = strstr(line, marker), *end;
+		json_t *spec, *entry;
+		size_t i;
+		int found = 0;
+
+		if (!start)
+			continue;
+		start += strlen(marker);
+		end = strrchr(start, '\'');
+		ck_assert_ptr_nonnull(end);
+		*end = '\0';
+		spec = json_loads(start, 0, NULL);
+		ck_assert_msg(spec != NULL, "README demo is not JSON: %s", start);
+		json_array_foreach(cases, i, entry)
+			found |= json_equal(json_object_get(json_object_get(
+							    entry, "case"),
+						    "request"),
+				    spec);
+		ck_assert_msg(found, "README demo not in proto/examples: %s",
+			      start);
+		json_decref(spec);
+		demos++;
+	}
+	fclose(f);
+	ck_assert_int_ge(demos, 8);
+}
+END_TEST
+
 Suite *cases_suite(void)
 {
 	Suite *s = suite_create("cases");
@@ -175,6 +215,7 @@ Suite *cases_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_unchecked_fixture(tc, start_daemon, stop_daemon);
 	tcase_add_loop_test(tc, test_case, 0, (int)json_array_size(cases));
+	tcase_add_test(tc, test_readme_demos_are_checked_examples);
 	suite_add_tcase(s, tc);
 	return s;
 }

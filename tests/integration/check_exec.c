@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "exec.h"
+#include "harness.h"
 #include "suites.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -679,10 +680,9 @@ END_TEST
 Suite *exec_suite(void)
 {
 	Suite *s = suite_create("exec");
-	TCase *tc = tcase_create("exec");
+	TCase *tc = pftest_tcase("exec");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_main_and_prefetch_give_graph_and_stats);
 	tcase_add_test(tc, test_levels_go_in_rounds_and_siblings_share_a_batch);
 	tcase_add_test(tc, test_level_without_keys_is_not_sent);

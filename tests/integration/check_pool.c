@@ -4,7 +4,7 @@
  * own queries): each test drives its own event_base and pool. Covers
  * batches and their results, session settings, the wait queue, concurrency
  * on one loop, dead connections, and the database going away and coming
- * back (the cluster is stopped and started with PFTEST_PGCTL).
+ * back (the harness stops and starts the cluster).
  */
 #include <check.h>
 #include <stdint.h>
@@ -18,6 +18,7 @@
 
 #include <event2/event.h>
 
+#include "harness.h"
 #include "pool.h"
 #include "suites.h"
 
@@ -43,18 +44,6 @@ static void conninfo(char *buf, size_t len, const char *extra)
 		 env_or("PFTEST_PGHOST", "/tmp"),
 		 env_or("PFTEST_PGPORT", "5432"),
 		 env_or("PFTEST_DB", "postgres"), extra);
-}
-
-/* Stops or starts the test cluster ("stop" is a fast shutdown that waits):
- * $PFTEST_PGCTL stop|start "$PFTEST_PGDATA". */
-static int cluster(const char *action)
-{
-	char cmd[2048];
-
-	snprintf(cmd, sizeof(cmd), "%s %s '%s' >/dev/null 2>&1",
-		 env_or("PFTEST_PGCTL", "false"), action,
-		 env_or("PFTEST_PGDATA", "/nonexistent"));
-	return system(cmd);
 }
 
 /* ---- driving the loop ---- */
@@ -664,13 +653,10 @@ END_TEST
 /* Kills a backend from a separate, blocking connection (test code only). */
 static void terminate_backend(const char *pid)
 {
-	char ci[1024], sql[128];
-	PGconn *pg;
+	PGconn *pg = db_connect();
 	PGresult *res;
+	char sql[128];
 
-	conninfo(ci, sizeof(ci), "");
-	pg = PQconnectdb(ci);
-	ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
 	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%s, 5000)",
 		 pid);
 	res = PQexec(pg, sql);
@@ -752,7 +738,7 @@ START_TEST(test_database_down_then_up)
 	struct pool_conn *conn;
 	struct got g, g2;
 	struct pool_stats down;
-	int ups = 0, stop_rc, start_rc;
+	int ups = 0;
 
 	make_pool(2, 0, "");
 	pool_on_up(pool, on_up, &ups);
@@ -761,17 +747,16 @@ START_TEST(test_database_down_then_up)
 	select_is(base, conn, "SELECT 1", "1");
 	pool_release(conn, true);
 
-	stop_rc = cluster("stop");
+	db_cluster_stop();
 	acquire(pool, 5000, &g);
 	run_until(base, &g.done, 3000);
 	/* Known down now: the next one is answered without a new attempt. */
 	acquire(pool, 5000, &g2);
 	run_until(base, &g2.done, 3000);
 	pool_get_stats(pool, &down);
-	start_rc = cluster("start");
-	/* Assert only once the cluster is back, for the tests after us. */
-	ck_assert_int_eq(stop_rc, 0);
-	ck_assert_int_eq(start_rc, 0);
+	db_cluster_start();
+	/* Asserted once the cluster is back (the harness would restart it
+	 * before the next test anyway). */
 	ck_assert(g.done);
 	ck_assert(!g.early);
 	ck_assert_ptr_null(g.conn);
@@ -851,21 +836,12 @@ START_TEST(test_silent_server_times_out)
 }
 END_TEST
 
-/* Runs once after the "down" case, in the runner's own process: starts the
- * cluster again even if a test died while it was stopped. */
-static void cluster_back_up(void)
-{
-	cluster("start");
-}
-
 Suite *pool_suite(void)
 {
 	Suite *s = suite_create("pool");
-	TCase *tc = tcase_create("pool");
-	TCase *down = tcase_create("down");
+	TCase *tc = pftest_tcase("pool");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_select_one_returns_its_row);
 	tcase_add_test(tc, test_pipeline_results_arrive_in_order);
 	tcase_add_test(
@@ -886,14 +862,9 @@ Suite *pool_suite(void)
 	tcase_add_test(tc, test_free_with_work_in_flight_calls_nothing);
 	tcase_add_test(tc, test_dead_idle_connection_is_replaced);
 	tcase_add_test(tc, test_connection_lost_mid_batch_is_503);
+	tcase_add_test(tc, test_database_down_then_up);
 	tcase_add_test(tc, test_unreachable_database_fails_at_once);
 	tcase_add_test(tc, test_silent_server_times_out);
 	suite_add_tcase(s, tc);
-
-	tcase_add_checked_fixture(down, setup, teardown);
-	tcase_add_unchecked_fixture(down, NULL, cluster_back_up);
-	tcase_set_timeout(down, 60);
-	tcase_add_test(down, test_database_down_then_up);
-	suite_add_tcase(s, down);
 	return s;
 }

@@ -1,0 +1,237 @@
+/*
+ * The daemon's own endpoints and lifecycle: /healthz and /readyz, JSON 404
+ * and 405, exit status on SIGTERM/SIGINT, and a database that goes away
+ * and comes back (at run time and at start) without restarting prefetchd.
+ */
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+#include "suites.h"
+
+#define READY_MS 10000
+/* Reconnecting may wait for the pool's backoff. */
+#define RECOVER_MS 30000
+
+/* Fails unless res is a JSON response with the given status. */
+static void assert_json_response(const struct http_res *res, int status)
+{
+	ck_assert_msg(res->status == status, "status %d instead of %d: %s",
+		      res->status, status, res->body);
+	ck_assert_msg(res->content_type != NULL &&
+			      strstr(res->content_type, "application/json"),
+		      "Content-Type %s instead of application/json",
+		      res->content_type ? res->content_type : "(none)");
+	ck_assert_msg(res->json != NULL, "body is not JSON: %s", res->body);
+}
+
+/* Fails unless res is DESIGN.md §1's error body with status and code. */
+static void assert_error(const struct http_res *res, int status,
+			 const char *code)
+{
+	json_t *err;
+
+	assert_json_response(res, status);
+	err = json_object_get(res->json, "error");
+	ck_assert_msg(json_is_object(err), "no error object: %s", res->body);
+	ck_assert_int_eq(json_integer_value(json_object_get(err, "status")),
+			 status);
+	ck_assert_msg(
+		json_is_string(json_object_get(err, "code")) &&
+			strcmp(json_string_value(json_object_get(err, "code")),
+			       code) == 0,
+		"error code is not %s: %s", code, res->body);
+	ck_assert_msg(json_is_string(json_object_get(err, "message")),
+		      "error without a message: %s", res->body);
+}
+
+/* GET path until it answers status; returns 0, or -1 after timeout_ms. The
+ * last response is left in *res either way. */
+static int poll_status(int port, const char *path, int status, int timeout_ms,
+		       struct http_res *res)
+{
+	struct timespec pause = {0, 100 * 1000000};
+
+	for (int waited = 0;; waited += 100) {
+		http_do(port, "GET", path, NULL, NULL, res);
+		if (res->status == status)
+			return 0;
+		if (waited >= timeout_ms)
+			return -1;
+		http_res_cleanup(res);
+		nanosleep(&pause, NULL);
+	}
+}
+
+static void assert_healthz_ok(int port)
+{
+	struct http_res res;
+
+	ck_assert_int_eq(http_do(port, "GET", "/healthz", NULL, NULL, &res), 0);
+	assert_json_response(&res, 200);
+	json_t *want = pftest_jsonq("{'status': 'ok'}");
+	ck_assert_json_has(res.json, want);
+	json_decref(want);
+	http_res_cleanup(&res);
+}
+
+START_TEST(test_healthz_is_200_json)
+{
+	struct pfd *p = pfd_start(NULL);
+
+	assert_healthz_ok(pfd_port(p));
+}
+END_TEST
+
+START_TEST(test_readyz_is_200_with_database_up)
+{
+	struct pfd *p = pfd_start(NULL);
+	struct http_res res;
+
+	ck_assert_msg(pfd_wait_ready(p, READY_MS) == 0,
+		      "not ready within %d ms; log:\n%s", READY_MS, pfd_log(p));
+	ck_assert_int_eq(
+		http_do(pfd_port(p), "GET", "/readyz", NULL, NULL, &res), 0);
+	assert_json_response(&res, 200);
+	json_t *want = pftest_jsonq("{'status': 'ready'}");
+	ck_assert_json_has(res.json, want);
+	json_decref(want);
+	http_res_cleanup(&res);
+}
+END_TEST
+
+START_TEST(test_unknown_path_is_404_json)
+{
+	static const char *const cases[][2] = {
+		{"GET", "/nope"},
+		{"GET", "/"},
+		{"GET", "/schema/extra"},
+		{"POST", "/queries"},
+	};
+	struct pfd *p = pfd_start(NULL);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct http_res res;
+
+		ck_assert_int_eq(http_do(pfd_port(p), cases[i][0], cases[i][1],
+					 NULL, NULL, &res),
+				 0);
+		assert_error(&res, 404, "not_found");
+		http_res_cleanup(&res);
+	}
+}
+END_TEST
+
+START_TEST(test_wrong_method_is_405_json)
+{
+	static const char *const cases[][2] = {
+		{"DELETE", "/query"},
+		{"GET", "/query"},
+		{"GET", "/plan"},
+		{"POST", "/healthz"},
+	};
+	struct pfd *p = pfd_start(NULL);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct http_res res;
+
+		ck_assert_int_eq(http_do(pfd_port(p), cases[i][0], cases[i][1],
+					 NULL, NULL, &res),
+				 0);
+		assert_error(&res, 405, "method_not_allowed");
+		http_res_cleanup(&res);
+	}
+}
+END_TEST
+
+static const int stop_signals[] = {SIGTERM, SIGINT};
+
+START_TEST(test_stop_signal_exits_0)
+{
+	struct pfd *p = pfd_start(NULL);
+	int status;
+
+	ck_assert_int_eq(pfd_wait_ready(p, READY_MS), 0);
+	ck_assert_int_eq(pfd_signal(p, stop_signals[_i]), 0);
+	status = pfd_wait_exit(p, 15000);
+	ck_assert_msg(status == 0, "exit status %d after signal %d; log:\n%s",
+		      status, stop_signals[_i], pfd_log(p));
+}
+END_TEST
+
+START_TEST(test_database_outage_is_503_then_recovers)
+{
+	struct pfd *p = pfd_start(NULL);
+	int port = pfd_port(p);
+	struct http_res res;
+
+	ck_assert_int_eq(pfd_wait_ready(p, READY_MS), 0);
+	db_cluster_stop();
+
+	ck_assert_msg(poll_status(port, "/readyz", 503, READY_MS, &res) == 0,
+		      "/readyz answers %d with the database down: %s",
+		      res.status, res.body);
+	assert_error(&res, 503, "database_unavailable");
+	http_res_cleanup(&res);
+	assert_healthz_ok(port);
+
+	db_cluster_start();
+	ck_assert_msg(pfd_wait_ready(p, RECOVER_MS) == 0,
+		      "not ready again within %d ms; log:\n%s", RECOVER_MS,
+		      pfd_log(p));
+	ck_assert_msg(pfd_signal(p, 0) == 0, "prefetchd exited");
+}
+END_TEST
+
+START_TEST(test_starts_unready_while_database_down)
+{
+	struct pfd *p;
+	struct http_res res;
+
+	db_cluster_stop();
+	p = pfd_start(NULL);
+	assert_healthz_ok(pfd_port(p));
+	ck_assert_int_eq(
+		http_do(pfd_port(p), "GET", "/readyz", NULL, NULL, &res), 0);
+	assert_error(&res, 503, "database_unavailable");
+	http_res_cleanup(&res);
+
+	db_cluster_start();
+	ck_assert_msg(pfd_wait_ready(p, RECOVER_MS) == 0,
+		      "not ready within %d ms of the database start; log:\n%s",
+		      RECOVER_MS, pfd_log(p));
+	ck_assert_int_eq(
+		http_do(pfd_port(p), "GET", "/schema", NULL, NULL, &res), 0);
+	assert_json_response(&res, 200);
+	ck_assert(json_is_array(json_object_get(res.json, "models")));
+	http_res_cleanup(&res);
+}
+END_TEST
+
+Suite *endpoints_suite(void)
+{
+	Suite *s = suite_create("endpoints");
+	TCase *tc;
+
+	tc = pftest_tcase("probes");
+	tcase_add_test(tc, test_healthz_is_200_json);
+	tcase_add_test(tc, test_readyz_is_200_with_database_up);
+	suite_add_tcase(s, tc);
+
+	tc = pftest_tcase("routing");
+	tcase_add_test(tc, test_unknown_path_is_404_json);
+	tcase_add_test(tc, test_wrong_method_is_405_json);
+	suite_add_tcase(s, tc);
+
+	tc = pftest_tcase("signals");
+	tcase_add_loop_test(tc, test_stop_signal_exits_0, 0,
+			    sizeof(stop_signals) / sizeof(stop_signals[0]));
+	suite_add_tcase(s, tc);
+
+	tc = pftest_tcase("outage");
+	tcase_add_test(tc, test_database_outage_is_503_then_recovers);
+	tcase_add_test(tc, test_starts_unready_while_database_down);
+	suite_add_tcase(s, tc);
+	return s;
+}

@@ -1,0 +1,1170 @@
+/*
+ * The integration test harness (see harness.h): process control for
+ * prefetchd, an HTTP client on libevent's evhttp, libpq helpers and a JSON
+ * comparison that names the first difference. It owns the daemons and
+ * temporary files of the running test and cleans them up after it, from
+ * the fixture's teardown or, when a failed test exits, from atexit.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#define START_TIMEOUT_MS 10000
+#define STOP_TIMEOUT_MS 15000
+#define HTTP_TIMEOUT_MS 10000
+#define RAW_TIMEOUT_MS 5000
+#define TEST_ROLE "pftest"
+#define DAEMON_ROLE "postgres"
+
+struct pfd {
+	struct pfd *next;
+	pid_t pid;
+	int port;
+	int exited;
+	int status;
+	char *log_path;
+	char *log;
+};
+
+/* State of the running test, per process: in fork mode each test is a new
+ * process, so whoever created a thing is the only one to clean it up. */
+static struct pfd *g_pfds;
+static char *g_tmpdir;
+static pid_t g_tmpdir_owner;
+static unsigned g_nfiles;
+static char **g_files;
+static PGconn *g_db;
+static pid_t g_db_owner;
+static int g_in_test;
+
+/* --- small utilities --- */
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		ck_abort_msg("out of memory");
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+
+	return memcpy(xmalloc(n), s, n);
+}
+
+static char *xprintf(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+static char *xprintf(const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+	char *s;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	s = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static const char *env(const char *name)
+{
+	const char *v = getenv(name);
+
+	if (v == NULL || *v == '\0')
+		ck_abort_msg("%s is not set: run the integration tests through "
+			     "tests/run.sh (make test)",
+			     name);
+	return v;
+}
+
+/* A conninfo value in single quotes, with \ and ' escaped. */
+static char *conninfo_quote(const char *v)
+{
+	char *out = xmalloc(strlen(v) * 2 + 3);
+	char *o = out;
+
+	*o++ = '\'';
+	for (; *v; v++) {
+		if (*v == '\'' || *v == '\\')
+			*o++ = '\\';
+		*o++ = *v;
+	}
+	*o++ = '\'';
+	*o = '\0';
+	return out;
+}
+
+static char *conninfo_for(const char *user, const char *extra)
+{
+	char *host = conninfo_quote(env("PFTEST_PGHOST"));
+	char *port = conninfo_quote(env("PFTEST_PGPORT"));
+	char *db = conninfo_quote(env("PFTEST_DB"));
+	char *ci = xprintf("host=%s port=%s dbname=%s user=%s%s", host, port,
+			   db, user, extra);
+
+	free(host);
+	free(port);
+	free(db);
+	return ci;
+}
+
+/* The last max bytes of s, for messages. */
+static const char *tail(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	return n > max ? s + n - max : s;
+}
+
+/* --- temporary files --- */
+
+static const char *tmpdir(void)
+{
+	const char *base;
+	char *tmpl;
+
+	if (g_tmpdir != NULL && g_tmpdir_owner == getpid())
+		return g_tmpdir;
+	base = getenv("PFTEST_TMPDIR");
+	if (base == NULL || *base == '\0')
+		base = getenv("TMPDIR");
+	if (base == NULL || *base == '\0')
+		base = "/tmp";
+	tmpl = xprintf("%s/pftest.XXXXXX", base);
+	if (mkdtemp(tmpl) == NULL)
+		ck_abort_msg("mkdtemp %s: %s", tmpl, strerror(errno));
+	g_tmpdir = tmpl;
+	g_tmpdir_owner = getpid();
+	return g_tmpdir;
+}
+
+static const char *remember_file(char *path)
+{
+	char **files = realloc(g_files, (g_nfiles + 1) * sizeof(*files));
+
+	if (files == NULL)
+		ck_abort_msg("out of memory");
+	g_files = files;
+	g_files[g_nfiles++] = path;
+	return path;
+}
+
+const char *pftest_write_file(const char *name, const char *text)
+{
+	char *path = xprintf("%s/%s", tmpdir(), name);
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL)
+		ck_abort_msg("cannot create %s: %s", path, strerror(errno));
+	if (fputs(text, f) == EOF || fclose(f) != 0)
+		ck_abort_msg("cannot write %s: %s", path, strerror(errno));
+	return remember_file(path);
+}
+
+/* Removes the test's directory; it holds only flat files. */
+static void remove_tmpdir(void)
+{
+	DIR *d;
+	struct dirent *e;
+
+	for (unsigned i = 0; i < g_nfiles; i++)
+		free(g_files[i]);
+	free(g_files);
+	g_files = NULL;
+	g_nfiles = 0;
+	if (g_tmpdir == NULL || g_tmpdir_owner != getpid())
+		return;
+	d = opendir(g_tmpdir);
+	if (d != NULL) {
+		while ((e = readdir(d)) != NULL) {
+			char *p;
+
+			if (strcmp(e->d_name, ".") == 0 ||
+			    strcmp(e->d_name, "..") == 0)
+				continue;
+			p = xprintf("%s/%s", g_tmpdir, e->d_name);
+			unlink(p);
+			free(p);
+		}
+		closedir(d);
+	}
+	rmdir(g_tmpdir);
+	free(g_tmpdir);
+	g_tmpdir = NULL;
+}
+
+json_t *pftest_json(const char *text)
+{
+	json_error_t jerr;
+	json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
+
+	if (j == NULL)
+		ck_abort_msg("bad JSON in the test at line %d, column %d: %s",
+			     jerr.line, jerr.column, jerr.text);
+	return j;
+}
+
+json_t *pftest_jsonq(const char *text)
+{
+	char *s = xstrdup(text);
+	json_t *j;
+
+	for (char *c = s; *c; c++)
+		if (*c == '\'')
+			*c = '"';
+	j = pftest_json(s);
+	free(s);
+	return j;
+}
+
+/* --- prefetchd --- */
+
+static int reap(struct pfd *p, int block)
+{
+	int st;
+	pid_t r;
+
+	if (p->exited)
+		return 1;
+	do {
+		r = waitpid(p->pid, &st, block ? 0 : WNOHANG);
+	} while (r < 0 && errno == EINTR);
+	if (r != p->pid)
+		return 0;
+	p->exited = 1;
+	if (WIFEXITED(st))
+		p->status = WEXITSTATUS(st);
+	else if (WIFSIGNALED(st))
+		p->status = 128 + WTERMSIG(st);
+	else
+		p->status = 255;
+	return 1;
+}
+
+/* The child between fork and exec: only async-signal-safe calls. */
+static void exec_daemon(char **argv, int logfd, int nullfd, pid_t parent)
+{
+	sigset_t none;
+	int sigs[] = {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD};
+
+	/* Dies with the test process, even if that one is SIGKILLed. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(127);
+	if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
+		_exit(127);
+	for (int fd = 3; fd < 1024; fd++)
+		close(fd);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		signal(sigs[i], SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execv(argv[0], argv);
+	dprintf(2, "harness: cannot execute %s: %s\n", argv[0],
+		strerror(errno));
+	_exit(127);
+}
+
+struct pfd *pfd_spawn(const char *const *extra_args)
+{
+	static unsigned serial;
+	struct pfd *p = calloc(1, sizeof(*p));
+	size_t nextra = 0, i = 0;
+	char **argv;
+	char *conninfo = conninfo_for(DAEMON_ROLE, "");
+	int logfd, nullfd;
+	pid_t parent = getpid();
+
+	if (p == NULL)
+		ck_abort_msg("out of memory");
+	while (extra_args != NULL && extra_args[nextra] != NULL)
+		nextra++;
+	argv = xmalloc((nextra + 6) * sizeof(*argv));
+	argv[i++] = xstrdup(env("PFTEST_BIN"));
+	argv[i++] = xstrdup("--listen");
+	argv[i++] = xstrdup("127.0.0.1:0");
+	argv[i++] = xstrdup("--database-url");
+	argv[i++] = conninfo;
+	for (size_t k = 0; k < nextra; k++)
+		argv[i++] = xstrdup(extra_args[k]);
+	argv[i] = NULL;
+
+	p->log_path = xprintf("%s/prefetchd-%u.log", tmpdir(), ++serial);
+	logfd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND,
+		     0644);
+	nullfd = open("/dev/null", O_RDONLY);
+	if (logfd < 0 || nullfd < 0)
+		ck_abort_msg("cannot open %s: %s", p->log_path,
+			     strerror(errno));
+	fflush(NULL);
+	p->pid = fork();
+	if (p->pid < 0)
+		ck_abort_msg("fork: %s", strerror(errno));
+	if (p->pid == 0)
+		exec_daemon(argv, logfd, nullfd, parent);
+	close(logfd);
+	close(nullfd);
+	for (i = 0; argv[i] != NULL; i++)
+		free(argv[i]);
+	free(argv);
+	p->next = g_pfds;
+	g_pfds = p;
+	return p;
+}
+
+const char *pfd_log(struct pfd *p)
+{
+	FILE *f = fopen(p->log_path, "r");
+	size_t cap = 4096, len = 0, n;
+	char *buf = xmalloc(cap);
+
+	if (f != NULL) {
+		while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+			len += n;
+			if (cap - len < 2) {
+				char *bigger = realloc(buf, cap * 2);
+
+				if (bigger == NULL)
+					ck_abort_msg("out of memory");
+				buf = bigger;
+				cap *= 2;
+			}
+		}
+		fclose(f);
+	}
+	buf[len] = '\0';
+	free(p->log);
+	p->log = buf;
+	return buf;
+}
+
+int pfd_wait_log(struct pfd *p, const char *needle, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		int gone = reap(p, 0);
+
+		if (strstr(pfd_log(p), needle) != NULL)
+			return 0;
+		if (gone || now_ms() >= deadline)
+			return -1;
+		sleep_ms(10);
+	}
+}
+
+int pfd_wait_listening(struct pfd *p, int timeout_ms)
+{
+	static const char needle[] = "listening on 127.0.0.1:";
+	const char *at;
+
+	if (p->port > 0)
+		return p->port;
+	if (pfd_wait_log(p, needle, timeout_ms) < 0)
+		return -1;
+	at = strstr(p->log, needle) + strlen(needle);
+	p->port = atoi(at);
+	return p->port > 0 ? p->port : -1;
+}
+
+struct pfd *pfd_start(const char *const *extra_args)
+{
+	struct pfd *p = pfd_spawn(extra_args);
+	const char *log;
+	char how[64];
+
+	if (pfd_wait_listening(p, START_TIMEOUT_MS) > 0)
+		return p;
+	if (reap(p, 0)) {
+		snprintf(how, sizeof(how), "it exited with status %d",
+			 p->status);
+	} else {
+		snprintf(how, sizeof(how), "killed after %d ms",
+			 START_TIMEOUT_MS);
+		kill(p->pid, SIGKILL);
+		reap(p, 1);
+	}
+	log = pfd_log(p);
+	fprintf(stderr, "--- prefetchd log (%s) ---\n%s--- end ---\n",
+		p->log_path, log);
+	ck_abort_msg("prefetchd did not log 'listening on 127.0.0.1:PORT' "
+		     "(%s); its log ends with:\n%s",
+		     how, tail(log, 2000));
+	return NULL;
+}
+
+int pfd_port(const struct pfd *p)
+{
+	return p->port;
+}
+
+int pfd_signal(struct pfd *p, int sig)
+{
+	if (reap(p, 0))
+		return -1;
+	return kill(p->pid, sig);
+}
+
+int pfd_wait_exit(struct pfd *p, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+
+	while (!reap(p, 0)) {
+		if (now_ms() >= deadline)
+			return -1;
+		sleep_ms(10);
+	}
+	return p->status;
+}
+
+int pfd_stop(struct pfd *p)
+{
+	if (reap(p, 0))
+		return p->status;
+	kill(p->pid, SIGTERM);
+	if (pfd_wait_exit(p, STOP_TIMEOUT_MS) >= 0)
+		return p->status;
+	kill(p->pid, SIGKILL);
+	reap(p, 1);
+	return p->status;
+}
+
+static int http_do_timeout(int port, const char *method, const char *path,
+			   const char *body, const char *const *headers,
+			   struct http_res *out, int timeout_ms);
+
+int pfd_wait_ready(struct pfd *p, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		struct http_res res;
+		long long left = deadline - now_ms();
+		int ok;
+
+		if (reap(p, 0) || left <= 0)
+			return -1;
+		http_do_timeout(p->port, "GET", "/readyz", NULL, NULL, &res,
+				left < 2000 ? (int)left : 2000);
+		ok = res.status == 200;
+		http_res_cleanup(&res);
+		if (ok)
+			return 0;
+		sleep_ms(50);
+	}
+}
+
+void pfd_free(struct pfd *p)
+{
+	struct pfd **pp;
+
+	if (p == NULL)
+		return;
+	for (pp = &g_pfds; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	}
+	if (!reap(p, 0)) {
+		kill(p->pid, SIGKILL);
+		reap(p, 1);
+	}
+	free(p->log_path);
+	free(p->log);
+	free(p);
+}
+
+/* --- HTTP --- */
+
+struct http_call {
+	struct event_base *base;
+	struct http_res *out;
+	int done;
+	int failed;
+	enum evhttp_request_error error;
+};
+
+static void http_on_error(enum evhttp_request_error error, void *arg)
+{
+	struct http_call *c = arg;
+
+	c->failed = 1;
+	c->error = error;
+	event_base_loopexit(c->base, NULL);
+}
+
+static void http_on_done(struct evhttp_request *req, void *arg)
+{
+	struct http_call *c = arg;
+	struct http_res *out = c->out;
+	struct evbuffer *in;
+	const char *ct;
+
+	c->done = 1;
+	event_base_loopexit(c->base, NULL);
+	if (req == NULL || evhttp_request_get_response_code(req) <= 0) {
+		c->failed = 1;
+		return;
+	}
+	out->status = evhttp_request_get_response_code(req);
+	in = evhttp_request_get_input_buffer(req);
+	out->len = evbuffer_get_length(in);
+	free(out->body);
+	out->body = xmalloc(out->len + 1);
+	evbuffer_copyout(in, out->body, out->len);
+	out->body[out->len] = '\0';
+	ct = evhttp_find_header(evhttp_request_get_input_headers(req),
+				"Content-Type");
+	out->content_type = ct != NULL ? xstrdup(ct) : NULL;
+	out->json = json_loadb(out->body, out->len, JSON_DECODE_ANY, NULL);
+}
+
+static enum evhttp_cmd_type http_method(const char *m)
+{
+	static const struct {
+		const char *name;
+		enum evhttp_cmd_type cmd;
+	} methods[] = {
+		{"GET", EVHTTP_REQ_GET},       {"POST", EVHTTP_REQ_POST},
+		{"HEAD", EVHTTP_REQ_HEAD},     {"PUT", EVHTTP_REQ_PUT},
+		{"DELETE", EVHTTP_REQ_DELETE}, {"OPTIONS", EVHTTP_REQ_OPTIONS},
+		{"TRACE", EVHTTP_REQ_TRACE},   {"CONNECT", EVHTTP_REQ_CONNECT},
+		{"PATCH", EVHTTP_REQ_PATCH},
+	};
+
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (strcmp(methods[i].name, m) == 0)
+			return methods[i].cmd;
+	ck_abort_msg("http_do: method %s unknown to evhttp (use raw_request)",
+		     m);
+	return EVHTTP_REQ_GET;
+}
+
+static void add_header(struct evkeyvalq *h, const char *line)
+{
+	const char *colon = strchr(line, ':');
+	const char *value;
+	char *name;
+
+	if (colon == NULL)
+		ck_abort_msg("http_do: header without ':': %s", line);
+	name = xmalloc((size_t)(colon - line) + 1);
+	memcpy(name, line, (size_t)(colon - line));
+	name[colon - line] = '\0';
+	for (value = colon + 1; *value == ' ' || *value == '\t'; value++)
+		;
+	if (evhttp_add_header(h, name, value) != 0)
+		ck_abort_msg("http_do: evhttp refused the header %s", line);
+	free(name);
+}
+
+static const char *http_error_name(enum evhttp_request_error e)
+{
+	switch (e) {
+	case EVREQ_HTTP_TIMEOUT:
+		return "timeout";
+	case EVREQ_HTTP_EOF:
+		return "connection closed";
+	case EVREQ_HTTP_INVALID_HEADER:
+		return "invalid response header";
+	case EVREQ_HTTP_BUFFER_ERROR:
+		return "connection error";
+	case EVREQ_HTTP_REQUEST_CANCEL:
+		return "cancelled";
+	case EVREQ_HTTP_DATA_TOO_LONG:
+		return "body too long";
+	}
+	return "error";
+}
+
+static int http_do_timeout(int port, const char *method, const char *path,
+			   const char *body, const char *const *headers,
+			   struct http_res *out, int timeout_ms)
+{
+	struct http_call c = {0};
+	struct evhttp_connection *conn = NULL;
+	struct evhttp_request *req;
+	struct evkeyvalq *h;
+	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+	struct timeval guard = {tv.tv_sec + 1, tv.tv_usec};
+	enum evhttp_cmd_type cmd = http_method(method);
+	char host[32];
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	c.out = out;
+	c.base = event_base_new();
+	if (c.base == NULL)
+		ck_abort_msg("event_base_new failed");
+	conn = evhttp_connection_base_new(c.base, NULL, "127.0.0.1",
+					  (unsigned short)port);
+	if (conn == NULL)
+		ck_abort_msg("evhttp_connection_base_new failed");
+	evhttp_connection_set_timeout_tv(conn, &tv);
+	req = evhttp_request_new(http_on_done, &c);
+	if (req == NULL)
+		ck_abort_msg("evhttp_request_new failed");
+	evhttp_request_set_error_cb(req, http_on_error);
+	h = evhttp_request_get_output_headers(req);
+	snprintf(host, sizeof(host), "127.0.0.1:%d", port);
+	evhttp_add_header(h, "Host", host);
+	for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+		add_header(h, headers[i]);
+	if (body != NULL) {
+		char len[32];
+
+		evbuffer_add(evhttp_request_get_output_buffer(req), body,
+			     strlen(body));
+		if (evhttp_find_header(h, "Content-Type") == NULL)
+			evhttp_add_header(h, "Content-Type",
+					  "application/json");
+		snprintf(len, sizeof(len), "%zu", strlen(body));
+		if (evhttp_find_header(h, "Content-Length") == NULL)
+			evhttp_add_header(h, "Content-Length", len);
+	}
+	/* On failure evhttp has freed req already. */
+	if (evhttp_make_request(conn, req, cmd, path) != 0) {
+		fprintf(stderr, "http_do: %s %s: cannot send the request\n",
+			method, path);
+		goto out;
+	}
+	event_base_loopexit(c.base, &guard);
+	event_base_dispatch(c.base);
+	if (c.done && !c.failed && out->status > 0) {
+		rc = 0;
+	} else if (c.failed) {
+		fprintf(stderr, "http_do: %s %s on port %d: %s\n", method, path,
+			port, http_error_name(c.error));
+	} else {
+		fprintf(stderr,
+			"http_do: %s %s on port %d: no answer in %d ms\n",
+			method, path, port, timeout_ms);
+	}
+out:
+	evhttp_connection_free(conn);
+	event_base_free(c.base);
+	if (rc != 0) {
+		http_res_cleanup(out);
+		out->body = xstrdup("");
+	}
+	return rc;
+}
+
+int http_do(int port, const char *method, const char *path, const char *body,
+	    const char *const *headers, struct http_res *out)
+{
+	return http_do_timeout(port, method, path, body, headers, out,
+			       HTTP_TIMEOUT_MS);
+}
+
+void http_res_cleanup(struct http_res *res)
+{
+	free(res->body);
+	free(res->content_type);
+	json_decref(res->json);
+	memset(res, 0, sizeof(*res));
+}
+
+/* Whether buf holds a whole response: the head, and the body as long as
+ * Content-Length says, or a chunked body's last chunk. */
+static int response_complete(const char *buf, size_t len)
+{
+	const char *end = strstr(buf, "\r\n\r\n");
+	size_t head, body;
+	char *lower;
+	const char *cl;
+	int done = 0;
+
+	if (end == NULL)
+		return 0;
+	head = (size_t)(end - buf) + 4;
+	body = len - head;
+	lower = xmalloc(head + 1);
+	for (size_t i = 0; i < head; i++)
+		lower[i] = (char)(buf[i] >= 'A' && buf[i] <= 'Z' ? buf[i] + 32
+								 : buf[i]);
+	lower[head] = '\0';
+	cl = strstr(lower, "\r\ncontent-length:");
+	if (cl != NULL)
+		done = body >= strtoul(cl + 17, NULL, 10);
+	else if (strstr(lower, "\r\ntransfer-encoding: chunked") != NULL)
+		done = len >= 5 && memcmp(buf + len - 5, "0\r\n\r\n", 5) == 0;
+	free(lower);
+	return done;
+}
+
+long raw_request(int port, const char *bytes, size_t len, char **reply)
+{
+	struct sockaddr_in sa = {0};
+	size_t cap = 4096, got = 0, sent = 0;
+	char *buf;
+	long long deadline = now_ms() + RAW_TIMEOUT_MS;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	*reply = NULL;
+	if (fd < 0)
+		ck_abort_msg("socket: %s", strerror(errno));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((unsigned short)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return -1;
+	}
+	while (sent < len) {
+		ssize_t n = send(fd, bytes + sent, len - sent, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break; /* the server may have answered and closed */
+		sent += (size_t)n;
+	}
+	buf = xmalloc(cap);
+	buf[0] = '\0';
+	for (;;) {
+		struct pollfd pfd = {fd, POLLIN, 0};
+		long long left = deadline - now_ms();
+		ssize_t n;
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+			break;
+		if (cap - got < 1024) {
+			char *bigger = realloc(buf, cap * 2);
+
+			if (bigger == NULL)
+				ck_abort_msg("out of memory");
+			buf = bigger;
+			cap *= 2;
+		}
+		n = recv(fd, buf + got, cap - got - 1, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		buf[got] = '\0';
+		if (response_complete(buf, got))
+			break;
+	}
+	close(fd);
+	*reply = buf;
+	return (long)got;
+}
+
+/* --- database --- */
+
+PGconn *db_connect(void)
+{
+	char *ci = conninfo_for(TEST_ROLE, " options='-c TimeZone=UTC'");
+	PGconn *conn = PQconnectdb(ci);
+	char msg[512];
+
+	free(ci);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
+		PQfinish(conn);
+		ck_abort_msg("cannot connect to the test database: %s", msg);
+	}
+	return conn;
+}
+
+static void db_close(void)
+{
+	if (g_db != NULL && g_db_owner == getpid())
+		PQfinish(g_db);
+	g_db = NULL;
+}
+
+/* Runs sql on the harness's connection, reconnecting once if the server
+ * went away (a test restarted the cluster). The caller PQclears. */
+static PGresult *db_query(const char *sql)
+{
+	for (int attempt = 0;; attempt++) {
+		PGresult *r;
+		ExecStatusType st;
+		char msg[1024];
+
+		if (g_db == NULL || g_db_owner != getpid()) {
+			g_db = db_connect();
+			g_db_owner = getpid();
+		}
+		r = PQexec(g_db, sql);
+		st = PQresultStatus(r);
+		if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+			return r;
+		snprintf(msg, sizeof(msg), "%s", PQerrorMessage(g_db));
+		PQclear(r);
+		if (PQstatus(g_db) == CONNECTION_BAD && attempt == 0) {
+			db_close();
+			continue;
+		}
+		ck_abort_msg("SQL failed: %s\n%s", msg, tail(sql, 1500));
+	}
+}
+
+json_t *db_json(const char *sql)
+{
+	PGresult *r = db_query(sql);
+	json_error_t jerr;
+	const char *v;
+	json_t *j;
+
+	if (PQntuples(r) != 1 || PQnfields(r) != 1) {
+		int rows = PQntuples(r), cols = PQnfields(r);
+
+		PQclear(r);
+		ck_abort_msg("db_json: %d rows of %d columns instead of one "
+			     "value: %s",
+			     rows, cols, sql);
+	}
+	if (PQgetisnull(r, 0, 0)) {
+		PQclear(r);
+		return json_null();
+	}
+	v = PQgetvalue(r, 0, 0);
+	if (PQftype(r, 0) == 16) /* bool: 't' or 'f' */
+		j = json_boolean(v[0] == 't');
+	else
+		j = json_loads(v, JSON_DECODE_ANY, &jerr);
+	if (j == NULL) {
+		char text[200];
+
+		snprintf(text, sizeof(text), "%s", v);
+		PQclear(r);
+		ck_abort_msg("db_json: the value is not JSON (%s; select "
+			     "to_json(...)?): %s",
+			     jerr.text, text);
+	}
+	PQclear(r);
+	return j;
+}
+
+void db_exec(const char *sql)
+{
+	PQclear(db_query(sql));
+}
+
+/* The quoted schema holding pg_stat_statements in the test database. */
+static const char *pgss_schema(void)
+{
+	static char name[200];
+	PGresult *r;
+
+	if (name[0] != '\0')
+		return name;
+	r = db_query("SELECT quote_ident(n.nspname) FROM pg_extension e "
+		     "JOIN pg_namespace n ON n.oid = e.extnamespace "
+		     "WHERE e.extname = 'pg_stat_statements'");
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		ck_abort_msg("pg_stat_statements is not installed in the test "
+			     "database");
+	}
+	snprintf(name, sizeof(name), "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return name;
+}
+
+void db_stats_reset(void)
+{
+	char *sql =
+		xprintf("SELECT %s.pg_stat_statements_reset()", pgss_schema());
+
+	db_exec(sql);
+	free(sql);
+}
+
+long db_data_statements_since_reset(void)
+{
+	char *sql = xprintf(
+		"SELECT coalesce(sum(s.calls), 0)::bigint "
+		"FROM %s.pg_stat_statements s "
+		"WHERE s.toplevel "
+		"AND s.dbid = (SELECT oid FROM pg_database "
+		"WHERE datname = current_database()) "
+		"AND s.userid <> (SELECT oid FROM pg_roles "
+		"WHERE rolname = current_user) "
+		"AND s.query ~* "
+		"'^\\s*(/\\*.*?\\*/\\s*)*\\(*\\s*(select|with)\\M' "
+		"AND s.query ~* '\\mfrom\\M' "
+		"AND s.query !~* 'pg_stat_statements' "
+		"AND s.query !~* '\\m(pg_class|pg_attribute|pg_constraint|"
+		"pg_namespace|pg_index|pg_type|pg_attrdef|pg_description|"
+		"information_schema)\\M'",
+		pgss_schema());
+	PGresult *r = db_query(sql);
+	long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+
+	PQclear(r);
+	free(sql);
+	return n;
+}
+
+static void pgctl(const char *verb)
+{
+	const char *data = env("PFTEST_PGDATA");
+	pid_t pid;
+	int st;
+
+	env("PFTEST_PGCTL");
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		ck_abort_msg("fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* PFTEST_PGCTL is a command prefix: split it into words. */
+		execl("/bin/sh", "sh", "-c", "exec $PFTEST_PGCTL \"$1\" \"$2\"",
+		      "sh", verb, data, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		ck_abort_msg("$PFTEST_PGCTL %s %s failed", verb, data);
+}
+
+void db_cluster_stop(void)
+{
+	db_close();
+	pgctl("stop");
+}
+
+void db_cluster_start(void)
+{
+	pgctl("start");
+}
+
+/* --- JSON --- */
+
+struct json_diff {
+	char path[512];
+	char why[128];
+	json_t *got;
+	json_t *want;
+};
+
+static void path_push(char *path, size_t cap, size_t at, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void path_push(char *path, size_t cap, size_t at, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (at >= cap)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(path + at, cap - at, fmt, ap);
+	va_end(ap);
+}
+
+static int json_differs(json_t *got, json_t *want, int subset,
+			struct json_diff *d)
+{
+	size_t at = strlen(d->path);
+	const char *key;
+	json_t *v;
+
+	d->got = got;
+	d->want = want;
+	if (got == NULL || want == NULL ||
+	    json_typeof(got) != json_typeof(want)) {
+		/* 1 and 1.0 are different types to jansson, as they are
+		 * different JSON texts from a server. */
+		snprintf(d->why, sizeof(d->why), "different types");
+		return 1;
+	}
+	if (json_is_object(want)) {
+		json_object_foreach (want, key, v) {
+			json_t *g = json_object_get(got, key);
+
+			path_push(d->path, sizeof(d->path), at, ".%s", key);
+			if (g == NULL) {
+				d->got = NULL;
+				d->want = v;
+				snprintf(d->why, sizeof(d->why),
+					 "missing from got");
+				return 1;
+			}
+			if (json_differs(g, v, subset, d))
+				return 1;
+			d->path[at] = '\0';
+		}
+		if (subset)
+			return 0;
+		json_object_foreach (got, key, v) {
+			if (json_object_get(want, key) == NULL) {
+				path_push(d->path, sizeof(d->path), at, ".%s",
+					  key);
+				d->got = v;
+				d->want = NULL;
+				snprintf(d->why, sizeof(d->why),
+					 "not expected");
+				return 1;
+			}
+		}
+		return 0;
+	}
+	if (json_is_array(want)) {
+		size_t n = json_array_size(want);
+
+		if (json_array_size(got) != n) {
+			snprintf(d->why, sizeof(d->why),
+				 "%zu elements instead of %zu",
+				 json_array_size(got), n);
+			return 1;
+		}
+		for (size_t i = 0; i < n; i++) {
+			path_push(d->path, sizeof(d->path), at, "[%zu]", i);
+			if (json_differs(json_array_get(got, i),
+					 json_array_get(want, i), subset, d))
+				return 1;
+			d->path[at] = '\0';
+		}
+		return 0;
+	}
+	if (json_equal(got, want))
+		return 0;
+	snprintf(d->why, sizeof(d->why), "different values");
+	return 1;
+}
+
+/* Compact text of j, cut to max bytes; the caller frees it. */
+static char *json_brief(const json_t *j, size_t max)
+{
+	char *s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY |
+						    JSON_SORT_KEYS)
+			    : NULL;
+
+	if (s == NULL)
+		return xstrdup("(none)");
+	if (strlen(s) > max)
+		strcpy(s + max - 3, "...");
+	return s;
+}
+
+void pftest_json_check(json_t *got, json_t *want, int subset, const char *file,
+		       int line)
+{
+	struct json_diff d = {.path = "$"};
+	char *g, *w;
+
+	if (!json_differs(got, want, subset, &d))
+		return;
+	g = json_brief(got, 100000);
+	w = json_brief(want, 100000);
+	fprintf(stderr, "%s:%d: JSON differs at %s\n  got:  %s\n  want: %s\n",
+		file, line, d.path, g, w);
+	free(g);
+	free(w);
+	g = json_brief(d.got, 1200);
+	w = json_brief(d.want, 1200);
+	_ck_assert_failed(file, line, "JSON",
+			  "JSON differs at %s (%s)\n  got:  %s\n  want: %s",
+			  d.path, d.why, g, w);
+}
+
+/* --- fixture --- */
+
+static void cleanup_test(void)
+{
+	while (g_pfds != NULL)
+		pfd_free(g_pfds);
+	db_close();
+	remove_tmpdir();
+}
+
+/* A test that failed in fork mode exits without its teardown: show the
+ * logs of the daemons it left running, then clean up. */
+static void cleanup_at_exit(void)
+{
+	if (g_in_test) {
+		for (struct pfd *p = g_pfds; p != NULL; p = p->next)
+			fprintf(stderr,
+				"--- log of prefetchd pid %d (port %d) ---\n"
+				"%s--- end ---\n",
+				(int)p->pid, p->port, tail(pfd_log(p), 6000));
+	}
+	cleanup_test();
+}
+
+static void pftest_setup(void)
+{
+	static pid_t registered;
+	char *ci;
+
+	if (registered != getpid()) {
+		atexit(cleanup_at_exit);
+		registered = getpid();
+	}
+	/* The test process goes when its runner goes (run.sh interrupted). */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	signal(SIGPIPE, SIG_IGN);
+	g_in_test = 1;
+	env("PFTEST_BIN");
+	ci = conninfo_for(TEST_ROLE, "");
+	if (PQping(ci) == PQPING_NO_RESPONSE)
+		db_cluster_start();
+	free(ci);
+}
+
+static void pftest_teardown(void)
+{
+	cleanup_test();
+	g_in_test = 0;
+}
+
+TCase *pftest_tcase(const char *name)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_add_checked_fixture(tc, pftest_setup, pftest_teardown);
+	tcase_set_timeout(tc, 120);
+	return tc;
+}

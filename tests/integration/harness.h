@@ -1,0 +1,157 @@
+/*
+ * The integration test harness: starts prefetchd against the throwaway
+ * cluster that tests/run.sh prepared (the PFTEST_* environment), talks HTTP
+ * to it through libevent's own client, reads the database through libpq and
+ * compares JSON. A helper that cannot do its job fails the running test
+ * (ck_abort_msg) unless its contract says that it returns an error.
+ *
+ * Tests run as role pftest; prefetchd connects as postgres, which is how
+ * pg_stat_statements tells the two apart.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include <check.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+
+/* --- test cases --- */
+
+/* A TCase with the harness fixture and a 120 s timeout. Before each test
+ * the fixture makes sure the cluster is up (a test that failed while it was
+ * stopped must not break the next one); after it, it kills every prefetchd
+ * still running and removes the test's temporary files. Also in fork mode
+ * the test process dies with its runner, and prefetchd with its test. */
+TCase *pftest_tcase(const char *name);
+
+/* Writes text to a new file name in the test's temporary directory and
+ * returns its path (owned by the harness, valid until the test ends). */
+const char *pftest_write_file(const char *name, const char *text);
+
+/* Parses JSON text written in a test (expected data); a syntax error fails
+ * the test. A new reference. */
+json_t *pftest_json(const char *text);
+
+/* The same with ' for " so that expected data reads well in C:
+ * pftest_jsonq("{'kind': 'foreign_key'}"). No ' inside strings then. */
+json_t *pftest_jsonq(const char *text);
+
+/* --- prefetchd --- */
+
+struct pfd;
+
+/* Starts $PFTEST_BIN --listen 127.0.0.1:0 --database-url "host=...
+ * port=... dbname=$PFTEST_DB user=postgres" followed by extra_args
+ * (NULL-terminated, or NULL), stdout and stderr to a log file, and waits up
+ * to 10 s for "listening on 127.0.0.1:PORT" in the log. Fails the test,
+ * showing the log, if that line does not come. Does not wait for /readyz.
+ * The harness kills and frees it after the test if the test does not. */
+struct pfd *pfd_start(const char *const *extra_args);
+
+/* The same without waiting, for daemons expected to refuse to start. */
+struct pfd *pfd_spawn(const char *const *extra_args);
+
+/* Waits up to timeout_ms for the "listening on" line: the port, or -1 if
+ * the daemon exited or the time ran out. */
+int pfd_wait_listening(struct pfd *p, int timeout_ms);
+
+int pfd_port(const struct pfd *p);
+
+/* Everything the daemon has logged so far; valid until the next call. */
+const char *pfd_log(struct pfd *p);
+
+/* Waits up to timeout_ms until the log contains needle: 0, or -1. */
+int pfd_wait_log(struct pfd *p, const char *needle, int timeout_ms);
+
+/* kill(2) on the daemon: 0, or -1 once it has exited. */
+int pfd_signal(struct pfd *p, int sig);
+
+/* Waits up to timeout_ms for the daemon to exit by itself: its exit status
+ * (128 + signal number if a signal killed it), or -1 if still running. */
+int pfd_wait_exit(struct pfd *p, int timeout_ms);
+
+/* SIGTERM, then waits 15 s (SIGKILL after that): the exit status as for
+ * pfd_wait_exit (137 after the SIGKILL). p stays valid (pfd_log works). */
+int pfd_stop(struct pfd *p);
+
+/* Polls GET /readyz until it answers 200: 0, or -1 after timeout_ms or
+ * when the daemon exited. */
+int pfd_wait_ready(struct pfd *p, int timeout_ms);
+
+/* Kills the daemon if it is still running and frees p; NULL ok. */
+void pfd_free(struct pfd *p);
+
+/* --- HTTP --- */
+
+struct http_res {
+	int status; /* 0 when no response came */
+	char *body; /* NUL-terminated; "" when empty */
+	size_t len;
+	json_t *json;	    /* the body parsed as JSON, or NULL */
+	char *content_type; /* NULL when the header is absent */
+};
+
+/* One request to 127.0.0.1:port on a new connection with its own
+ * event_base, 10 s timeout. headers: "Name: value" strings, NULL-terminated,
+ * or NULL; Host is always set, and with a body Content-Length and (unless
+ * given) Content-Type: application/json. Returns 0 with *out filled, or -1
+ * (status 0) when the connection failed or timed out. Clean up *out with
+ * http_res_cleanup() in both cases. */
+int http_do(int port, const char *method, const char *path, const char *body,
+	    const char *const *headers, struct http_res *out);
+
+void http_res_cleanup(struct http_res *res);
+
+/* Sends len raw bytes to 127.0.0.1:port and reads the reply until the peer
+ * closes, a complete response (by Content-Length) has arrived, or 5 s have
+ * passed. *reply: a malloc'd NUL-terminated string (free it). Returns the
+ * reply's length, or -1 when the connection failed. */
+long raw_request(int port, const char *bytes, size_t len, char **reply);
+
+/* --- database --- */
+
+/* A new connection to $PFTEST_DB as role pftest, TimeZone UTC; PQfinish
+ * it. Fails the test when the connection fails. */
+PGconn *db_connect(void);
+
+/* Runs sql (one row, one json/jsonb/text column) on the harness's own
+ * connection and parses the value: a new reference; SQL NULL gives json
+ * null. A failing query or a value that is not JSON fails the test. */
+json_t *db_json(const char *sql);
+
+/* Runs sql (any statements); an error fails the test. */
+void db_exec(const char *sql);
+
+/* pg_stat_statements_reset(). Call it once prefetchd is ready (its catalog
+ * load is over) and right before the requests to count. */
+void db_stats_reset(void);
+
+/* The number of data-reading statements other roles (prefetchd) ran since
+ * db_stats_reset(): the calls of top-level statements in $PFTEST_DB that
+ * start with SELECT or WITH and have a FROM, which leaves out BEGIN/COMMIT/
+ * SET, "SELECT 1" pings and set_config(), and not the catalog queries
+ * (pg_class, pg_attribute, ...), in case the daemon reloads its schema. */
+long db_data_statements_since_reset(void);
+
+/* $PFTEST_PGCTL stop|start "$PFTEST_PGDATA": fast shutdown (every
+ * connection is cut) and a start that waits until the server accepts
+ * connections. A failure fails the test. */
+void db_cluster_stop(void);
+void db_cluster_start(void);
+
+/* --- JSON --- */
+
+/* Fails the test unless got equals want (json_equal). The message gives the
+ * first differing path ($.models[3].name) and both values, compactly; the
+ * whole documents go to stderr. Neither reference is taken. */
+#define ck_assert_json_eq(got, want)                                           \
+	pftest_json_check((got), (want), 0, __FILE__, __LINE__)
+
+/* The same, but objects in want only need to be a subset of those in got,
+ * at every depth (arrays still match element by element, same length). */
+#define ck_assert_json_has(got, want)                                          \
+	pftest_json_check((got), (want), 1, __FILE__, __LINE__)
+
+void pftest_json_check(json_t *got, json_t *want, int subset, const char *file,
+		       int line);

@@ -1,0 +1,17 @@
+/*
+ * Every integration suite, for the runner (check_main.c). A new suite file
+ * adds its prototype and its name in PFTEST_SUITES here, nothing else.
+ */
+#pragma once
+
+#include <check.h>
+
+Suite *endpoints_suite(void);
+Suite *schema_endpoint_suite(void);
+Suite *exec_suite(void);
+Suite *cases_suite(void);
+Suite *pool_suite(void);
+
+#define PFTEST_SUITES                                                          \
+	endpoints_suite, schema_endpoint_suite, exec_suite, cases_suite,       \
+		pool_suite
