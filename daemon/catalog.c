@@ -13,11 +13,11 @@
 
 struct catalog {
 	struct pool *pool;
-	char *schemas_array;	/* "{public,app}": the text[] parameter */
+	char *schemas_array; /* "{public,app}": the text[] parameter */
 	char *overlay_path;
 	struct schema *current;
 	bool loading;
-	bool again;		/* a reload was asked for while loading */
+	bool again; /* a reload was asked for while loading */
 	struct pool_stmt stmt;
 	const char *params[1];
 	unsigned long loads_ok, loads_failed;
@@ -113,8 +113,8 @@ static struct schema *build(struct catalog *cat, const PGresult *res)
 	}
 	s = schema_build(PQgetvalue(res, 0, 0), overlay, &err);
 	if (!s)
-		log_error("schema: %s%s%s", err.message, err.at[0] ? " at " : "",
-			  err.at);
+		log_error("schema: %s%s%s", err.message,
+			  err.at[0] ? " at " : "", err.at);
 	free(overlay);
 	return s;
 }
@@ -135,8 +135,7 @@ static void on_catalog(struct pool_conn *conn, struct pool_stmt *stmts,
 	load_finish(cat, loaded);
 }
 
-static void on_conn(struct pool_conn *conn, const struct pf_err *err,
-		    void *arg)
+static void on_conn(struct pool_conn *conn, const struct pf_err *err, void *arg)
 {
 	struct catalog *cat = arg;
 	struct pf_err run_err = {0};

@@ -11,12 +11,12 @@
 enum opt_type { OPT_STRING, OPT_INT, OPT_LONG };
 
 struct option_def {
-	const char *flag;	/* without the leading "--" */
-	const char *env;	/* NULL: no environment variable */
+	const char *flag; /* without the leading "--" */
+	const char *env;  /* NULL: no environment variable */
 	enum opt_type type;
-	size_t offset;		/* into struct config */
+	size_t offset; /* into struct config */
 	const char *def;
-	long min, max;		/* OPT_INT / OPT_LONG */
+	long min, max; /* OPT_INT / OPT_LONG */
 	const char *help;
 };
 
@@ -38,8 +38,9 @@ static const struct option_def options[] = {
 	 0, 0, "debug, info, warn or error"},
 	{"pool-size", "PREFETCHD_POOL_SIZE", OPT_INT, OFF(pool_size), "8", 1,
 	 1000, "PostgreSQL connections at most"},
-	{"pool-timeout", "PREFETCHD_POOL_TIMEOUT", OPT_INT, OFF(pool_timeout_ms),
-	 "5000", 1, 600000, "ms a request may wait for a connection"},
+	{"pool-timeout", "PREFETCHD_POOL_TIMEOUT", OPT_INT,
+	 OFF(pool_timeout_ms), "5000", 1, 600000,
+	 "ms a request may wait for a connection"},
 	{"statement-timeout", "PREFETCHD_STATEMENT_TIMEOUT", OPT_INT,
 	 OFF(statement_timeout_ms), "30000", 0, 86400000,
 	 "ms per statement (0: none); over it the request gets 504"},
@@ -73,8 +74,7 @@ static void print_help(void)
 }
 
 static int set_option(struct config *cfg, const struct option_def *o,
-		      const char *value, const char *source,
-		      struct pf_err *err)
+		      const char *value, const char *source, struct pf_err *err)
 {
 	char *field = (char *)cfg + o->offset;
 	char *end;
@@ -127,8 +127,7 @@ static int load_env_and_defaults(struct config *cfg, struct pf_err *err)
 	return 0;
 }
 
-int config_load(struct config *cfg, int argc, char **argv,
-		struct pf_err *err)
+int config_load(struct config *cfg, int argc, char **argv, struct pf_err *err)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	if (load_env_and_defaults(cfg, err) < 0)
@@ -176,8 +175,8 @@ void config_cleanup(struct config *cfg)
 {
 	for (size_t i = 0; i < NOPTIONS; i++)
 		if (options[i].type == OPT_STRING) {
-			char **slot =
-				(char **)(void *)((char *)cfg + options[i].offset);
+			char **slot = (char **)(void *)((char *)cfg +
+							options[i].offset);
 			free(*slot);
 			*slot = NULL;
 		}

@@ -11,27 +11,26 @@
 #include "err.h"
 
 struct config {
-	char *listen;		/* "127.0.0.1:8080" */
-	char *database_url;	/* libpq conninfo or URL; "" = libpq's PG* */
-	char *schemas;		/* "public" or "public,app" */
-	char *schema_overlay;	/* overlay file path, or "" */
-	char *auth_token;	/* bearer token, or "" for none */
-	char *log_level;	/* debug|info|warn|error */
+	char *listen;	      /* "127.0.0.1:8080" */
+	char *database_url;   /* libpq conninfo or URL; "" = libpq's PG* */
+	char *schemas;	      /* "public" or "public,app" */
+	char *schema_overlay; /* overlay file path, or "" */
+	char *auth_token;     /* bearer token, or "" for none */
+	char *log_level;      /* debug|info|warn|error */
 	int pool_size;
-	int pool_timeout_ms;	/* max wait for a connection */
+	int pool_timeout_ms; /* max wait for a connection */
 	int statement_timeout_ms;
-	long max_body;		/* bytes */
-	long max_rows;		/* rows over all queries of a request */
-	int max_depth;		/* nesting of conditions/Prefetch querysets */
-	int max_lookups;	/* prefetch_related entries per request */
-	int http_timeout_s;	/* read/write timeout of a client connection */
-	int drain_timeout_ms;	/* SIGTERM: how long requests may finish */
+	long max_body;	      /* bytes */
+	long max_rows;	      /* rows over all queries of a request */
+	int max_depth;	      /* nesting of conditions/Prefetch querysets */
+	int max_lookups;      /* prefetch_related entries per request */
+	int http_timeout_s;   /* read/write timeout of a client connection */
+	int drain_timeout_ms; /* SIGTERM: how long requests may finish */
 };
 
 /* Fills cfg from the environment and argv. Returns 0, 1 when --help or
  * --version was printed (exit 0), or -1 with err set (exit 2). */
-int config_load(struct config *cfg, int argc, char **argv,
-		struct pf_err *err);
+int config_load(struct config *cfg, int argc, char **argv, struct pf_err *err);
 void config_cleanup(struct config *cfg);
 
 /* Splits "host:port" (port may be 0). Returns -1 on a malformed value. */

@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-int pf_err_set(struct pf_err *err, int status, const char *code,
-	       const char *at, const char *fmt, ...)
+int pf_err_set(struct pf_err *err, int status, const char *code, const char *at,
+	       const char *fmt, ...)
 {
 	va_list ap;
 

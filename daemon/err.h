@@ -9,17 +9,16 @@
 #include <stdarg.h>
 
 struct pf_err {
-	int status;		/* HTTP status: 400, 422, 503, ... */
-	char code[32];		/* "unknown_field", "bad_spec", ... */
-	char at[256];		/* "prefetch_related[1].queryset.filter", or "" */
-	char message[512];	/* for the client; never contains SQL */
+	int status;	   /* HTTP status: 400, 422, 503, ... */
+	char code[32];	   /* "unknown_field", "bad_spec", ... */
+	char at[256];	   /* "prefetch_related[1].queryset.filter", or "" */
+	char message[512]; /* for the client; never contains SQL */
 };
 
 /* Fills err (when not NULL) and returns -1, so that error paths are one
  * line: return pf_err_set(err, 422, "unknown_field", at, "...", ...). */
-int pf_err_set(struct pf_err *err, int status, const char *code,
-	       const char *at, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+int pf_err_set(struct pf_err *err, int status, const char *code, const char *at,
+	       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Resets err to "no error" (status 0). */
 void pf_err_clear(struct pf_err *err);

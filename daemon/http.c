@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -22,6 +23,7 @@
 #include "exec.h"
 #include "graph.h"
 #include "log.h"
+#include "metrics.h"
 #include "plan.h"
 #include "resolve.h"
 #include "spec.h"
@@ -36,6 +38,9 @@ struct http {
 	int port;
 	int in_flight;
 	unsigned long next_id;
+	unsigned long
+		id_prefix; /* per process, so ids differ across restarts */
+	struct metrics *metrics;
 };
 
 struct request {
@@ -43,6 +48,7 @@ struct request {
 	struct evhttp_request *req;
 	struct evhttp_connection *evcon; /* NULL once the client left */
 	const char *method;
+	const char *route; /* the route's path, or "other" */
 	char path[256];
 	char id[40];
 	struct timespec started;
@@ -55,6 +61,8 @@ struct request {
 	struct exec *exec;
 	int queries;
 	long rows;
+	double db_ms;
+	char err_code[32]; /* the error replied, for /metrics */
 };
 
 typedef void (*route_fn)(struct request *r);
@@ -70,6 +78,7 @@ static void handle_healthz(struct request *r);
 static void handle_readyz(struct request *r);
 static void handle_schema(struct request *r);
 static void handle_query(struct request *r);
+static void handle_metrics(struct request *r);
 
 static const struct route routes[] = {
 	{"/healthz", EVHTTP_REQ_GET, true, handle_healthz},
@@ -77,6 +86,7 @@ static const struct route routes[] = {
 	{"/schema", EVHTTP_REQ_GET, false, handle_schema},
 	{"/query", EVHTTP_REQ_POST, false, handle_query},
 	{"/plan", EVHTTP_REQ_POST, false, handle_query},
+	{"/metrics", EVHTTP_REQ_GET, false, handle_metrics},
 };
 
 static double ms_since(const struct timespec *t0)
@@ -155,18 +165,29 @@ static void reply(struct request *r, int status, struct evbuffer *body)
 {
 	struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
 
-	evhttp_add_header(out, "Content-Type", "application/json");
+	if (!evhttp_find_header(out, "Content-Type"))
+		evhttp_add_header(out, "Content-Type", "application/json");
 	evhttp_add_header(out, "X-Request-Id", r->id);
 	if (status == 401)
 		evhttp_add_header(out, "WWW-Authenticate", "Bearer");
 	if (status == 503)
 		evhttp_add_header(out, "Retry-After", "1");
-	evbuffer_add(body, "\n", 1);
+	if (r->queries) {
+		char timing[96];
+		snprintf(timing, sizeof(timing), "db;dur=%.3f, total;dur=%.3f",
+			 r->db_ms, ms_since(&r->started));
+		evhttp_add_header(out, "Server-Timing", timing);
+	}
+	if (!r->route || strcmp(r->route, "/metrics") != 0)
+		evbuffer_add(body, "\n", 1);
 	/* When the client already left, libevent has detached the request
 	 * and this only frees it. */
 	evhttp_send_reply(r->req, status, reason(status), body);
 	log_access(r->method, r->path, status, ms_since(&r->started),
 		   r->queries, r->rows, r->id);
+	metrics_observe(r->h->metrics, r->route ? r->route : "other", status,
+			r->err_code[0] ? r->err_code : NULL,
+			ms_since(&r->started), r->queries, r->rows);
 	evbuffer_free(body);
 	request_free(r);
 }
@@ -197,9 +218,12 @@ static void reply_json(struct request *r, int status, json_t *doc)
 /* The only place that writes an error body. */
 static void http_reply_error(struct request *r, const struct pf_err *err)
 {
-	json_t *doc = json_pack("{s:{s:i,s:s,s:s,s:s}}", "error", "status",
-				err->status, "code", err->code, "message",
-				err->message, "at", err->at);
+	json_t *doc;
+
+	snprintf(r->err_code, sizeof(r->err_code), "%s", err->code);
+	doc = json_pack("{s:{s:i,s:s,s:s,s:s}}", "error", "status", err->status,
+			"code", err->code, "message", err->message, "at",
+			err->at);
 
 	reply_json(r, err->status, doc);
 }
@@ -235,6 +259,21 @@ static void handle_schema(struct request *r)
 	reply_json(r, 200, schema_to_json(r->schema));
 }
 
+static void handle_metrics(struct request *r)
+{
+	struct metrics_state st = {0};
+	struct evbuffer *body = evbuffer_new();
+
+	pool_get_stats(r->h->pool, &st.pool);
+	catalog_counts(r->h->cat, &st.reloads_ok, &st.reloads_failed);
+	st.schema_loaded = r->schema != NULL;
+	st.in_flight = r->h->in_flight;
+	metrics_write(r->h->metrics, &st, body);
+	evhttp_add_header(evhttp_request_get_output_headers(r->req),
+			  "Content-Type", "text/plain; version=0.0.4");
+	reply(r, 200, body);
+}
+
 static void on_exec_done(struct exec *ex, const struct pf_err *err, void *arg)
 {
 	struct request *r = arg;
@@ -244,6 +283,7 @@ static void on_exec_done(struct exec *ex, const struct pf_err *err, void *arg)
 	exec_get_stats(ex, &st);
 	r->queries = st.queries;
 	r->rows = st.rows;
+	r->db_ms = st.db_ms;
 	if (err) {
 		http_reply_error(r, err);
 		return;
@@ -254,7 +294,8 @@ static void on_exec_done(struct exec *ex, const struct pf_err *err, void *arg)
 	evbuffer_add_printf(body,
 			    ",\"stats\":{\"queries\":%d,\"rows\":%ld,"
 			    "\"db_ms\":%.3f,\"total_ms\":%.3f}",
-			    st.queries, st.rows, st.db_ms, ms_since(&r->started));
+			    st.queries, st.rows, st.db_ms,
+			    ms_since(&r->started));
 	if (r->debug) {
 		evbuffer_add_printf(body, ",\"queries\":");
 		exec_write_debug(ex, body);
@@ -271,16 +312,14 @@ static json_t *plan_to_json(const struct plan *plan)
 		const struct plan_query *q = &plan->queries[i];
 		json_t *params = json_array();
 		for (int p = 0; p < q->nparams; p++)
-			json_array_append_new(params,
-					      q->params[p]
-						      ? json_string(q->params[p])
-						      : json_null());
+			json_array_append_new(
+				params, q->params[p] ? json_string(q->params[p])
+						     : json_null());
 		json_array_append_new(
-			queries,
-			json_pack("{s:s,s:s,s:o,s:b,s:b,s:i}", "path", q->path,
-				  "sql", q->sql, "params", params, "keyed",
-				  q->keyed, "empty", q->empty, "depth",
-				  q->depth));
+			queries, json_pack("{s:s,s:s,s:o,s:b,s:b,s:i}", "path",
+					   q->path, "sql", q->sql, "params",
+					   params, "keyed", q->keyed, "empty",
+					   q->empty, "depth", q->depth));
 	}
 	return json_pack("{s:o}", "queries", queries);
 }
@@ -359,9 +398,10 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg)
 	r->evcon = NULL;
 	if (r->exec) {
 		exec_cancel(r->exec);
-		on_exec_done(r->exec, &(struct pf_err){.status = 499,
-						      .code = "client_gone",
-						      .message = "client left"},
+		on_exec_done(r->exec,
+			     &(struct pf_err){.status = 499,
+					      .code = "client_gone",
+					      .message = "client left"},
 			     r);
 	}
 }
@@ -379,8 +419,8 @@ static void set_request_id(struct request *r)
 	if (ok)
 		snprintf(r->id, sizeof(r->id), "%s", given);
 	else
-		snprintf(r->id, sizeof(r->id), "%lx-%lu",
-			 (unsigned long)r->started.tv_sec, ++r->h->next_id);
+		snprintf(r->id, sizeof(r->id), "%08lx-%06lx", r->h->id_prefix,
+			 ++r->h->next_id);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -423,7 +463,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 	if (!route) {
 		if (path_known)
 			pf_err_set(&err, 405, "method_not_allowed", "",
-				   "%s is not allowed on %s", r->method, r->path);
+				   "%s is not allowed on %s", r->method,
+				   r->path);
 		else
 			pf_err_set(&err, 404, "not_found", "",
 				   "no such endpoint: %s", r->path);
@@ -436,9 +477,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 		http_reply_error(r, &err);
 		return;
 	}
+	r->route = route->path;
 	r->schema = catalog_get(h->cat);
 	if (!r->schema && route->handler != handle_healthz &&
-	    route->handler != handle_readyz) {
+	    route->handler != handle_readyz &&
+	    route->handler != handle_metrics) {
 		pf_err_set(&err, 503, "database_unavailable", "",
 			   "the schema has not been loaded yet");
 		http_reply_error(r, &err);
@@ -461,6 +504,9 @@ struct http *http_new(struct event_base *base, const struct config *cfg,
 	if (!h)
 		return NULL;
 	*h = (struct http){.base = base, .cfg = cfg, .pool = pool, .cat = cat};
+	h->id_prefix =
+		((unsigned long)time(NULL) ^ ((unsigned long)getpid() << 16)) &
+		0xffffffffUL;
 	if (config_split_listen(cfg->listen, host, sizeof(host), &port) < 0) {
 		pf_err_set(err, 400, "bad_config", "listen",
 			   "--listen must be host:port, not \"%s\"",
@@ -468,7 +514,8 @@ struct http *http_new(struct event_base *base, const struct config *cfg,
 		goto fail;
 	}
 	h->evh = evhttp_new(base);
-	if (!h->evh)
+	h->metrics = metrics_new();
+	if (!h->evh || !h->metrics)
 		goto fail;
 	/* Every method reaches on_request, so that 405 is ours (JSON), not
 	 * libevent's 501. */
@@ -484,8 +531,8 @@ struct http *http_new(struct event_base *base, const struct config *cfg,
 	evhttp_set_timeout(h->evh, cfg->http_timeout_s);
 	evhttp_set_default_content_type(h->evh, "application/json");
 	evhttp_set_gencb(h->evh, on_request, h);
-	h->listener = evhttp_bind_socket_with_handle(h->evh, host,
-						     (ev_uint16_t)port);
+	h->listener =
+		evhttp_bind_socket_with_handle(h->evh, host, (ev_uint16_t)port);
 	if (!h->listener) {
 		pf_err_set(err, 500, "internal", "listen",
 			   "cannot listen on %s", cfg->listen);
@@ -493,9 +540,10 @@ struct http *http_new(struct event_base *base, const struct config *cfg,
 	}
 	if (getsockname(evhttp_bound_socket_get_fd(h->listener),
 			(struct sockaddr *)&ss, &sslen) == 0)
-		h->port = ss.ss_family == AF_INET6
-				  ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-				  : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		h->port =
+			ss.ss_family == AF_INET6
+				? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+				: ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	return h;
 fail:
 	http_free(h);
@@ -508,6 +556,7 @@ void http_free(struct http *h)
 		return;
 	if (h->evh)
 		evhttp_free(h->evh);
+	metrics_free(h->metrics);
 	free(h);
 }
 

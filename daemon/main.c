@@ -44,9 +44,11 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 	struct daemon *d = arg;
 	int left = http_in_flight(d->http);
 
-	if (left == 0 || ms_since(&d->drain_started) >= d->cfg.drain_timeout_ms) {
+	if (left == 0 ||
+	    ms_since(&d->drain_started) >= d->cfg.drain_timeout_ms) {
 		if (left)
-			log_warn("drain timeout: %d request(s) abandoned", left);
+			log_warn("drain timeout: %d request(s) abandoned",
+				 left);
 		event_base_loopexit(d->base, NULL);
 	}
 }

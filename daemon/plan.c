@@ -33,8 +33,8 @@ static void sb_vadd(struct sbuf *b, const char *fmt, va_list ap)
 	if (b->failed)
 		return;
 	va_copy(copy, ap);
-	n = vsnprintf(b->s ? b->s + b->len : NULL,
-		      b->s ? b->cap - b->len : 0, fmt, copy);
+	n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0,
+		      fmt, copy);
 	va_end(copy);
 	if (n < 0) {
 		b->failed = true;
@@ -82,9 +82,9 @@ static void sb_table(struct sbuf *b, const char *schema, const char *table)
 
 /* One entry of a query's select list. */
 enum sel_kind {
-	SEL_COLUMN,		/* t<join>."col", or to_json() of it */
-	SEL_THROUGH_KEY,	/* j0."<through_from>": the M2M match key */
-	SEL_LATERAL_KEY,	/* k.key: the parent key of a sliced level */
+	SEL_COLUMN,	 /* t<join>."col", or to_json() of it */
+	SEL_THROUGH_KEY, /* j0."<through_from>": the M2M match key */
+	SEL_LATERAL_KEY, /* k.key: the parent key of a sliced level */
 };
 
 struct sel {
@@ -105,7 +105,7 @@ struct qbuild {
 struct pb {
 	struct plan *plan;
 	struct qbuild *qb;
-	int *node_join;		/* per node: the join its columns come from */
+	int *node_join; /* per node: the join its columns come from */
 	struct pf_err *err;
 };
 
@@ -127,8 +127,8 @@ static int ensure(struct pb *b, int q, enum sel_kind kind, int join,
 		  const struct schema_column *col, bool raw)
 {
 	struct qbuild *qb = &b->qb[q];
-	bool to_json = kind == SEL_COLUMN && !raw &&
-		       col->render == RENDER_TO_JSON;
+	bool to_json =
+		kind == SEL_COLUMN && !raw && col->render == RENDER_TO_JSON;
 	struct sel *s;
 
 	for (size_t i = 0; i < qb->nsel; i++) {
@@ -144,8 +144,8 @@ static int ensure(struct pb *b, int q, enum sel_kind kind, int join,
 	return (int)qb->nsel - 1;
 }
 
-static int add_node(struct pb *b, enum plan_node_kind kind, int src,
-		    int parent, int join)
+static int add_node(struct pb *b, enum plan_node_kind kind, int src, int parent,
+		    int join)
 {
 	struct plan_node *n =
 		grow(&b->plan->nodes, &b->plan->nnodes, sizeof(*n));
@@ -221,8 +221,8 @@ static int add_query(struct pb *b, const struct rlevel *lv, int depth)
 	return (int)n - 1;
 }
 
-static int build_node_children(struct pb *b, int node,
-			       const struct rlevel *lv, int depth);
+static int build_node_children(struct pb *b, int node, const struct rlevel *lv,
+			       int depth);
 
 /* The nested objects of select_related: every column of the target. */
 static int build_joined(struct pb *b, int node, const struct rsel *sel,
@@ -234,7 +234,8 @@ static int build_joined(struct pb *b, int node, const struct rsel *sel,
 		int child = add_node(b, NODE_JOINED, src, node, sel[i].join);
 		const struct schema_column *nc =
 			t->pk ? t->pk : sel[i].rel->to_column;
-		int null_col = ensure(b, src, SEL_COLUMN, sel[i].join, nc, true);
+		int null_col =
+			ensure(b, src, SEL_COLUMN, sel[i].join, nc, true);
 		struct plan_edge *e;
 
 		if (child < 0 || null_col < 0)
@@ -247,8 +248,8 @@ static int build_joined(struct pb *b, int node, const struct rsel *sel,
 			return -1;
 		e->node = child;
 		e->null_col = null_col;
-		if (build_joined(b, child, sel[i].children,
-				 sel[i].nchildren) < 0)
+		if (build_joined(b, child, sel[i].children, sel[i].nchildren) <
+		    0)
 			return -1;
 	}
 	return 0;
@@ -311,8 +312,8 @@ static int build_query_level(struct pb *b, int node, const struct rlevel *lv,
 }
 
 /* book_set__author: the author is the object the book was reached from. */
-static int build_backref_level(struct pb *b, int node,
-			       const struct rlevel *lv, int depth)
+static int build_backref_level(struct pb *b, int node, const struct rlevel *lv,
+			       int depth)
 {
 	int grand = b->plan->nodes[node].parent;
 	int child = add_node(b, NODE_BACKREF, b->plan->nodes[grand].src, node,
@@ -325,8 +326,8 @@ static int build_backref_level(struct pb *b, int node,
 	g = &b->plan->nodes[grand];
 	for (size_t i = 0; i < g->nfields; i++) {
 		struct plan_node *cn = &b->plan->nodes[child];
-		struct plan_field *f = grow(&cn->fields, &cn->nfields,
-					    sizeof(*f));
+		struct plan_field *f =
+			grow(&cn->fields, &cn->nfields, sizeof(*f));
 		g = &b->plan->nodes[grand];
 		if (!f || !(f->name = strdup(g->fields[i].name)))
 			return OOM(b->err);
@@ -339,8 +340,8 @@ static int build_backref_level(struct pb *b, int node,
 	return build_node_children(b, child, lv, depth);
 }
 
-static int build_node_children(struct pb *b, int node,
-			       const struct rlevel *lv, int depth)
+static int build_node_children(struct pb *b, int node, const struct rlevel *lv,
+			       int depth)
 {
 	for (size_t i = 0; i < lv->nchildren; i++) {
 		const struct rlevel *ch = lv->children[i];
@@ -645,8 +646,9 @@ static char *render_query(struct pb *b, int q, int *nlimit_params)
 		/* Per-parent slice: one index-bounded subquery per key. */
 		sb_add(&s, "SELECT k.key AS c0, ");
 		render_select_list(&s, qb, 1, "s.");
-		sb_add(&s, " FROM unnest($1::%s[]) AS k(key) CROSS JOIN "
-			   "LATERAL (SELECT %s",
+		sb_add(&s,
+		       " FROM unnest($1::%s[]) AS k(key) CROSS JOIN "
+		       "LATERAL (SELECT %s",
 		       cast, qs->distinct ? "DISTINCT " : "");
 		render_select_list(&s, qb, 1, NULL);
 		render_body(&s, qb, " = k.key", pbase);
@@ -730,7 +732,8 @@ struct plan *plan_build(const struct resolved *rq, struct pf_err *err)
 	for (size_t i = 0; i < root->qs.nfields; i++)
 		if (add_field(&b, root_node, root->qs.fields[i]) < 0)
 			goto fail;
-	if (build_joined(&b, root_node, root->qs.select, root->qs.nselect) < 0 ||
+	if (build_joined(&b, root_node, root->qs.select, root->qs.nselect) <
+		    0 ||
 	    build_node_children(&b, root_node, root, 0) < 0)
 		goto fail;
 	for (size_t q = 0; q < b.plan->nqueries; q++)

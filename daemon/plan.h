@@ -34,25 +34,25 @@
 #include "schema.h"
 
 struct plan_query {
-	char *path;		/* "" for the main query, else the lookup path
+	char *path; /* "" for the main query, else the lookup path
 				   ("book_set__readers", with to_attr names) */
 	char *sql;
-	char **params;		/* nparams texts (NULL = SQL NULL); for a keyed
+	char **params; /* nparams texts (NULL = SQL NULL); for a keyed
 				   query params[0] is NULL here: exec fills
 				   $1 with the keys at run time */
 	int nparams;
-	bool keyed;		/* $1 is the parent keys array */
-	bool empty;		/* matches nothing: never sent */
-	int parent_node;	/* keyed: node whose objects are the parents */
-	int parent_col;		/* keyed: column of parent_node's src result */
-	int key_col;		/* keyed: column of this result to match on */
-	int ncols;		/* columns of this query's result */
-	int depth;		/* 0 main; parents' query depth + 1 */
+	bool keyed;	 /* $1 is the parent keys array */
+	bool empty;	 /* matches nothing: never sent */
+	int parent_node; /* keyed: node whose objects are the parents */
+	int parent_col;	 /* keyed: column of parent_node's src result */
+	int key_col;	 /* keyed: column of this result to match on */
+	int ncols;	 /* columns of this query's result */
+	int depth;	 /* 0 main; parents' query depth + 1 */
 };
 
 struct plan_field {
-	char *name;		/* JSON key, as given (not escaped) */
-	int col;		/* column of the src result */
+	char *name; /* JSON key, as given (not escaped) */
+	int col;    /* column of the src result */
 	enum schema_render render;
 };
 
@@ -60,20 +60,20 @@ enum plan_edge_kind { EDGE_JOINED, EDGE_QUERY, EDGE_BACKREF };
 
 struct plan_edge {
 	enum plan_edge_kind kind;
-	char *name;		/* JSON key: relation name or to_attr */
+	char *name; /* JSON key: relation name or to_attr */
 	bool to_many;
-	int node;		/* the child node */
-	int null_col;		/* EDGE_JOINED */
-	int query;		/* EDGE_QUERY */
-	int match_col;		/* EDGE_QUERY: column of this node's src row */
+	int node;      /* the child node */
+	int null_col;  /* EDGE_JOINED */
+	int query;     /* EDGE_QUERY */
+	int match_col; /* EDGE_QUERY: column of this node's src row */
 };
 
 enum plan_node_kind { NODE_QUERY, NODE_JOINED, NODE_BACKREF };
 
 struct plan_node {
 	enum plan_node_kind kind;
-	int src;		/* query whose result holds the rows */
-	int parent;		/* node, -1 for the root */
+	int src;    /* query whose result holds the rows */
+	int parent; /* node, -1 for the root */
 	struct plan_field *fields;
 	size_t nfields;
 	struct plan_edge *edges;

@@ -15,14 +15,22 @@
 #define OOM(err) pf_err_set(err, 500, "internal", "", "out of memory")
 
 static const char *const op_names[] = {
-	[OP_EXACT] = "exact",	      [OP_IEXACT] = "iexact",
-	[OP_CONTAINS] = "contains",   [OP_ICONTAINS] = "icontains",
-	[OP_IN] = "in",		      [OP_GT] = "gt",
-	[OP_GTE] = "gte",	      [OP_LT] = "lt",
-	[OP_LTE] = "lte",	      [OP_STARTSWITH] = "startswith",
-	[OP_ISTARTSWITH] = "istartswith", [OP_ENDSWITH] = "endswith",
-	[OP_IENDSWITH] = "iendswith", [OP_RANGE] = "range",
-	[OP_ISNULL] = "isnull",	      [OP_REGEX] = "regex",
+	[OP_EXACT] = "exact",
+	[OP_IEXACT] = "iexact",
+	[OP_CONTAINS] = "contains",
+	[OP_ICONTAINS] = "icontains",
+	[OP_IN] = "in",
+	[OP_GT] = "gt",
+	[OP_GTE] = "gte",
+	[OP_LT] = "lt",
+	[OP_LTE] = "lte",
+	[OP_STARTSWITH] = "startswith",
+	[OP_ISTARTSWITH] = "istartswith",
+	[OP_ENDSWITH] = "endswith",
+	[OP_IENDSWITH] = "iendswith",
+	[OP_RANGE] = "range",
+	[OP_ISNULL] = "isnull",
+	[OP_REGEX] = "regex",
 	[OP_IREGEX] = "iregex",
 };
 
@@ -123,7 +131,7 @@ static const struct schema_column *find_field(const struct schema_model *m,
 struct qctx {
 	struct rqs *qs;
 	struct pf_err *err;
-	char cls[128];		/* class name of qs->model, for messages */
+	char cls[128]; /* class name of qs->model, for messages */
 };
 
 static int add_param(struct qctx *c, const char *text)
@@ -139,8 +147,8 @@ static int add_param(struct qctx *c, const char *text)
 
 /* The join of rel from parent in scope, shared when it exists already: one
  * filter() shares its joins, as in Django. A LEFT use makes it LEFT. */
-static int add_join(struct qctx *c, int parent, const struct schema_relation *rel,
-		    int scope, bool left)
+static int add_join(struct qctx *c, int parent,
+		    const struct schema_relation *rel, int scope, bool left)
 {
 	struct rjoin *j;
 
@@ -154,8 +162,11 @@ static int add_join(struct qctx *c, int parent, const struct schema_relation *re
 	j = grow(&c->qs->joins, &c->qs->njoins, sizeof(*j));
 	if (!j)
 		return OOM(c->err);
-	*j = (struct rjoin){.rel = rel, .model = rel->target, .parent = parent,
-			    .scope = scope, .left = left};
+	*j = (struct rjoin){.rel = rel,
+			    .model = rel->target,
+			    .parent = parent,
+			    .scope = scope,
+			    .left = left};
 	return (int)c->qs->njoins - 1;
 }
 
@@ -245,7 +256,8 @@ static char *array_literal(const struct spec_value *v, size_t *n)
 		if (v->items[i].kind == SPEC_NULL || !t)
 			continue;
 		for (size_t k = 0; k < i && !seen; k++)
-			seen = v->items[k].text && v->items[k].kind != SPEC_NULL &&
+			seen = v->items[k].text &&
+			       v->items[k].kind != SPEC_NULL &&
 			       strcmp(v->items[k].text, t) == 0;
 		if (seen)
 			continue;
@@ -330,11 +342,10 @@ static int bind_value(struct qctx *c, struct rcond *t,
 			return pf_err_set(c->err, 422, "bad_value", at,
 					  "'%s' needs a string",
 					  op_names[t->op]);
-		text = like_pattern(v->text,
-				    t->op != OP_STARTSWITH &&
-					    t->op != OP_ISTARTSWITH,
-				    t->op != OP_ENDSWITH &&
-					    t->op != OP_IENDSWITH);
+		text = like_pattern(
+			v->text,
+			t->op != OP_STARTSWITH && t->op != OP_ISTARTSWITH,
+			t->op != OP_ENDSWITH && t->op != OP_IENDSWITH);
 		if (!text)
 			return OOM(c->err);
 		rc = bind_scalar(c, t, text, at);
@@ -357,13 +368,13 @@ static int bind_value(struct qctx *c, struct rcond *t,
 
 struct walk {
 	int join;
-	int scope;		/* > 0: the term is inside this EXISTS */
+	int scope; /* > 0: the term is inside this EXISTS */
 	const struct schema_model *model;
 	const struct schema_column *col;
 	bool via_join;
-	int joins[MAX_PARTS];	/* joins this path made, to make LEFT later */
+	int joins[MAX_PARTS]; /* joins this path made, to make LEFT later */
 	int njoins;
-	int nparts, next;	/* parts consumed: parts[next..] remain */
+	int nparts, next; /* parts consumed: parts[next..] remain */
 };
 
 /* The column a relation stands for when compared as a value: its own FK
@@ -391,14 +402,14 @@ static int relation_as_value(struct qctx *c, struct walk *w,
  * first part that is not a field (the operator, if any).
  */
 static int walk_path(struct qctx *c, char **parts, int n, bool negated,
-		     bool left, const char *at, struct walk *w,
-		     int *new_scope)
+		     bool left, const char *at, struct walk *w, int *new_scope)
 {
 	w->join = 0;
 	w->model = c->qs->model;
 	for (int i = 0; i < n; i++) {
 		const struct schema_relation *rel;
-		bool last = i == n - 1 || (i == n - 2 && find_op(parts[n - 1]) >= 0);
+		bool last = i == n - 1 ||
+			    (i == n - 2 && find_op(parts[n - 1]) >= 0);
 		char names[1024];
 
 		if ((w->col = find_field(w->model, parts[i])) &&
@@ -426,7 +437,8 @@ static int walk_path(struct qctx *c, char **parts, int n, bool negated,
 		/* author__id: the FK column already holds the value. */
 		if (!rel->to_many && rel->forward &&
 		    strcmp(parts[i + 1], rel->to_column->name) == 0 &&
-		    (i + 2 == n || (i + 3 == n && find_op(parts[n - 1]) >= 0))) {
+		    (i + 2 == n ||
+		     (i + 3 == n && find_op(parts[n - 1]) >= 0))) {
 			w->col = rel->from_column;
 			w->next = i + 2;
 			return 0;
@@ -460,12 +472,11 @@ static int resolve_term(struct qctx *c, const struct spec_cond *sc,
 		return -1;
 	if (w.next < n) {
 		if (w.next != n - 1 || (op = find_op(parts[n - 1])) < 0)
-			return pf_err_set(c->err, 422, "unknown_operator",
-					  sc->at,
-					  "Unsupported lookup '%s' for field "
-					  "'%s' (%s)",
-					  parts[w.next], w.col->name,
-					  w.col->type);
+			return pf_err_set(
+				c->err, 422, "unknown_operator", sc->at,
+				"Unsupported lookup '%s' for field "
+				"'%s' (%s)",
+				parts[w.next], w.col->name, w.col->type);
 	}
 	if (new_scope) {
 		/* The EXISTS node wraps the positive term. */
@@ -477,9 +488,8 @@ static int resolve_term(struct qctx *c, const struct spec_cond *sc,
 			return OOM(c->err);
 		t = &out->children[0];
 	}
-	*t = (struct rcond){.kind = RC_TERM,
-			    .col = {w.join, w.col},
-			    .op = (enum rop)op};
+	*t = (struct rcond){
+		.kind = RC_TERM, .col = {w.join, w.col}, .op = (enum rop)op};
 	if (bind_value(c, t, &sc->value, sc->at) < 0)
 		return -1;
 	/* "IS NULL" across a join must see the rows the join did not find. */
@@ -655,20 +665,23 @@ static int order_by_relation(struct qctx *c, int join,
 		    c->qs->joins[join].left;
 
 	if (t->nordering == 0 && !rel->to_many && rel->forward)
-		return add_order(c, (struct rcol){join, rel->from_column}, desc);
+		return add_order(c, (struct rcol){join, rel->from_column},
+				 desc);
 	join = add_join(c, join, rel, 0, left);
 	if (join < 0)
 		return -1;
 	if (t->nordering == 0 || depth > 4)
-		return add_order(c, (struct rcol){join, t->pk ? t->pk : rel->to_column},
-				 desc);
+		return add_order(
+			c, (struct rcol){join, t->pk ? t->pk : rel->to_column},
+			desc);
 	for (size_t i = 0; i < t->nordering; i++) {
 		const char *term = t->ordering[i];
 		bool d = term[0] == '-';
 		const struct schema_column *col = find_field(t, term + d);
 		if (!col)
 			return pf_err_set(c->err, 500, "internal", at,
-					  "bad default ordering on %s", t->name);
+					  "bad default ordering on %s",
+					  t->name);
 		if (add_order(c, (struct rcol){join, col}, d != desc) < 0)
 			return -1;
 	}
@@ -683,8 +696,8 @@ static int resolve_order_term(struct qctx *c, const char *field, bool desc,
 	int n, join = 0;
 
 	if (strcmp(field, "?") == 0) {
-		struct rorder *o = grow(&c->qs->order, &c->qs->norder,
-					sizeof(*o));
+		struct rorder *o =
+			grow(&c->qs->order, &c->qs->norder, sizeof(*o));
 		if (!o)
 			return OOM(c->err);
 		o->random = true;
@@ -709,7 +722,8 @@ static int resolve_order_term(struct qctx *c, const char *field, bool desc,
 		if (i == n - 1)
 			return order_by_relation(c, join, rel, desc, at, depth);
 		join = add_join(c, join, rel, 0,
-				rel->to_many || rel->nullable || !rel->forward ||
+				rel->to_many || rel->nullable ||
+					!rel->forward ||
 					c->qs->joins[join].left);
 		if (join < 0)
 			return -1;
@@ -913,7 +927,8 @@ static int resolve_qs(const struct spec_queryset *spec,
 		if (qs->has_limit && qs->limit == 0)
 			qs->empty = true;
 		for (size_t i = 0; i < spec->nselect_related; i++)
-			if (resolve_select_path(&c, &spec->select_related[i]) < 0)
+			if (resolve_select_path(&c, &spec->select_related[i]) <
+			    0)
 				return -1;
 		if (resolve_where(&c, spec) < 0)
 			return -1;
@@ -927,8 +942,8 @@ static int resolve_qs(const struct spec_queryset *spec,
 /* ---- prefetch_related ------------------------------------------------ */
 
 struct lookup {
-	char *through;		/* "published__comment_set" */
-	char *to;		/* the same with the last part as to_attr */
+	char *through; /* "published__comment_set" */
+	char *to;      /* the same with the last part as to_attr */
 	const struct spec_prefetch *src;
 };
 
@@ -987,7 +1002,8 @@ static int push_lookups(struct pctx *p, const struct spec_queryset *qs,
 			size_t keep = (size_t)(end - sp->lookup);
 			to_local = malloc(keep + strlen(sp->to_attr) + 1);
 			if (to_local)
-				snprintf(to_local, keep + strlen(sp->to_attr) + 1,
+				snprintf(to_local,
+					 keep + strlen(sp->to_attr) + 1,
 					 "%.*s%s", (int)keep, sp->lookup,
 					 sp->to_attr);
 		}
@@ -1109,8 +1125,8 @@ static struct rlevel *new_level(struct pctx *p, struct rlevel *parent,
 
 /* Makes the level for relation part `i` of lookup l under parent. */
 static struct rlevel *make_level(struct pctx *p, struct rlevel *parent,
-				 const struct lookup *l, char **through,
-				 int i, int n, const char *path)
+				 const struct lookup *l, char **through, int i,
+				 int n, const char *path)
 {
 	const struct spec_prefetch *sp = l->src;
 	const struct schema_model *m = parent->model;
@@ -1152,8 +1168,8 @@ static struct rlevel *make_level(struct pctx *p, struct rlevel *parent,
 		lv->model = parent->parent->model;
 	} else {
 		lv->kind = RL_QUERY;
-		if (resolve_qs(qs, rel->target, rel->to_many, &lv->qs,
-			       p->err) < 0)
+		if (resolve_qs(qs, rel->target, rel->to_many, &lv->qs, p->err) <
+		    0)
 			return NULL;
 	}
 	return lv;
@@ -1170,12 +1186,12 @@ static int run_lookup(struct pctx *p, const struct lookup *l)
 
 	if (find_done(p, l->to)) {
 		if (l->src->queryset)
-			return pf_err_set(p->err, 422, "lookup_conflict",
-					  l->src->at,
-					  "'%s' lookup was already seen with a "
-					  "different queryset. You may need to "
-					  "adjust the ordering of your lookups.",
-					  l->to);
+			return pf_err_set(
+				p->err, 422, "lookup_conflict", l->src->at,
+				"'%s' lookup was already seen with a "
+				"different queryset. You may need to "
+				"adjust the ordering of your lookups.",
+				l->to);
 		return 0;
 	}
 	snprintf(tbuf, sizeof(tbuf), "%s", l->through);
@@ -1188,8 +1204,8 @@ static int run_lookup(struct pctx *p, const struct lookup *l)
 	for (int i = 0; i < n; i++) {
 		struct rlevel *next;
 		size_t len = strlen(path);
-		snprintf(path + len, sizeof(path) - len, "%s%s",
-			 i ? "__" : "", to[i]);
+		snprintf(path + len, sizeof(path) - len, "%s%s", i ? "__" : "",
+			 to[i]);
 		if ((next = find_done(p, path))) {
 			level = next;
 			continue;

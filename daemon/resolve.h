@@ -75,10 +75,10 @@ struct rcond {
 	/* RC_TERM */
 	struct rcol col;
 	enum rop op;
-	bool is_null;		/* exact null / isnull true: IS NULL */
-	bool not_null;		/* isnull false: IS NOT NULL */
-	bool null_guard;	/* negated: (term AND col IS NOT NULL) */
-	int param;		/* first parameter slot, -1 for none */
+	bool is_null;	 /* exact null / isnull true: IS NULL */
+	bool not_null;	 /* isnull false: IS NOT NULL */
+	bool null_guard; /* negated: (term AND col IS NOT NULL) */
+	int param;	 /* first parameter slot, -1 for none */
 	/* RC_EXISTS: the scope whose joins form the subquery; its first join
 	 * is correlated to its parent join in the outer query. */
 	int scope;
@@ -87,7 +87,7 @@ struct rcond {
 struct rorder {
 	struct rcol col;
 	bool desc;
-	bool random;		/* "?" */
+	bool random; /* "?" */
 };
 
 /* A select_related entry: a to-one relation joined into the query and
@@ -103,9 +103,9 @@ struct rqs {
 	const struct schema_model *model;
 	struct rjoin *joins;
 	size_t njoins;
-	int nscopes;		/* EXISTS subqueries: scopes 1..nscopes */
-	struct rcond *where;	/* NULL: no condition */
-	bool empty;		/* can match nothing: no query is sent */
+	int nscopes;	     /* EXISTS subqueries: scopes 1..nscopes */
+	struct rcond *where; /* NULL: no condition */
+	bool empty;	     /* can match nothing: no query is sent */
 	struct rorder *order;
 	size_t norder;
 	bool distinct;
@@ -114,28 +114,28 @@ struct rqs {
 	bool has_limit;
 	const struct schema_column **fields; /* returned, in model order */
 	size_t nfields;
-	struct rsel *select;	/* select_related roots */
+	struct rsel *select; /* select_related roots */
 	size_t nselect;
-	char **params;		/* parameter texts, NULL = SQL NULL */
+	char **params; /* parameter texts, NULL = SQL NULL */
 	size_t nparams;
 };
 
 enum rlevel_kind {
-	RL_ROOT,		/* the main queryset */
-	RL_QUERY,		/* one batched query */
-	RL_JOINED,		/* already joined by select_related: free */
-	RL_BACKREF,		/* the object it was reached from: free */
+	RL_ROOT,    /* the main queryset */
+	RL_QUERY,   /* one batched query */
+	RL_JOINED,  /* already joined by select_related: free */
+	RL_BACKREF, /* the object it was reached from: free */
 };
 
 struct rlevel {
 	enum rlevel_kind kind;
-	char *path;		/* prefetch_to: "book_set__readers" */
-	char *name;		/* JSON key: relation name or to_attr */
+	char *path; /* prefetch_to: "book_set__readers" */
+	char *name; /* JSON key: relation name or to_attr */
 	const struct schema_relation *rel; /* NULL for the root */
 	const struct schema_model *model;  /* the model of its objects */
 	struct rlevel *parent;
 	struct rqs qs;		/* RL_ROOT, RL_QUERY */
-	const struct rsel *sel;	/* RL_JOINED: the select_related entry */
+	const struct rsel *sel; /* RL_JOINED: the select_related entry */
 	struct rlevel **children;
 	size_t nchildren;
 };

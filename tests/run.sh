@@ -134,6 +134,12 @@ if setup_database; then
 	export PFTEST_BIN PFTEST_PGHOST PFTEST_PGPORT PFTEST_PGDATA PFTEST_PGCTL \
 		PFTEST_DB PFTEST_ROOT PFTEST_TMPDIR
 	run_checks integration "$build/check_integration"
+	# A test that passed removed its files; those left are the failures'.
+	for log in "$PFTEST_TMPDIR"/*/prefetchd-*.log; do
+		[ -s "$log" ] || continue
+		echo "--- ${log#"$PFTEST_TMPDIR"/} (a failed test's prefetchd, last 30 lines)"
+		tail -n 30 "$log"
+	done
 else
 	echo "run.sh: could not set up the test database; integration tests not run" >&2
 	failed=$((failed + 1))

@@ -184,12 +184,13 @@ START_TEST(test_readme_demos_are_checked_examples)
 		ck_assert_ptr_nonnull(end);
 		*end = '\0';
 		spec = json_loads(start, 0, NULL);
-		ck_assert_msg(spec != NULL, "README demo is not JSON: %s", start);
-		json_array_foreach(cases, i, entry)
-			found |= json_equal(json_object_get(json_object_get(
-							    entry, "case"),
-						    "request"),
-				    spec);
+		ck_assert_msg(spec != NULL, "README demo is not JSON: %s",
+			      start);
+		json_array_foreach (cases, i, entry)
+			found |= json_equal(
+				json_object_get(json_object_get(entry, "case"),
+						"request"),
+				spec);
 		ck_assert_msg(found, "README demo not in proto/examples: %s",
 			      start);
 		json_decref(spec);

@@ -2,8 +2,9 @@
  * The integration test harness (see harness.h): process control for
  * prefetchd, an HTTP client on libevent's evhttp, libpq helpers and a JSON
  * comparison that names the first difference. It owns the daemons and
- * temporary files of the running test and cleans them up after it, from
- * the fixture's teardown or, when a failed test exits, from atexit.
+ * temporary files that a process starts, and cleans them up after each test
+ * (fixture teardown) and at exit; a test that fails in fork mode _exits, so
+ * its daemons die through PR_SET_PDEATHSIG and its files stay for run.sh.
  */
 #include "harness.h"
 
@@ -40,6 +41,8 @@
 struct pfd {
 	struct pfd *next;
 	pid_t pid;
+	pid_t owner;  /* the process that forked it, the only one to reap */
+	int per_test; /* started by a test (not by an unchecked fixture) */
 	int port;
 	int exited;
 	int status;
@@ -57,6 +60,18 @@ static char **g_files;
 static PGconn *g_db;
 static pid_t g_db_owner;
 static int g_in_test;
+
+static void cleanup_at_exit(void);
+
+/* One registration serves forked children too: the handler only touches
+ * what the exiting process created itself. */
+static void ensure_atexit(void)
+{
+	static int registered;
+
+	if (!registered && atexit(cleanup_at_exit) == 0)
+		registered = 1;
+}
 
 /* --- small utilities --- */
 
@@ -175,6 +190,7 @@ static const char *tmpdir(void)
 		base = getenv("TMPDIR");
 	if (base == NULL || *base == '\0')
 		base = "/tmp";
+	ensure_atexit();
 	tmpl = xprintf("%s/pftest.XXXXXX", base);
 	if (mkdtemp(tmpl) == NULL)
 		ck_abort_msg("mkdtemp %s: %s", tmpl, strerror(errno));
@@ -264,6 +280,30 @@ json_t *pftest_jsonq(const char *text)
 
 /* --- prefetchd --- */
 
+/* Whether pid is gone or a zombie, for a daemon another process (the
+ * runner, from an unchecked fixture) started and will reap. */
+static int foreign_gone(pid_t pid)
+{
+	char path[64], buf[512];
+	const char *paren;
+	FILE *f;
+	size_t n;
+
+	if (kill(pid, 0) != 0 && errno == ESRCH)
+		return 1;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	paren = strrchr(buf, ')');
+	return paren != NULL && paren[1] == ' ' && paren[2] == 'Z';
+}
+
+/* Whether the daemon has exited, collecting its status if so; block waits
+ * for it. The status of a daemon this process did not start is 255. */
 static int reap(struct pfd *p, int block)
 {
 	int st;
@@ -271,6 +311,16 @@ static int reap(struct pfd *p, int block)
 
 	if (p->exited)
 		return 1;
+	if (p->owner != getpid()) {
+		while (!foreign_gone(p->pid)) {
+			if (!block)
+				return 0;
+			sleep_ms(10);
+		}
+		p->exited = 1;
+		p->status = 255;
+		return 1;
+	}
 	do {
 		r = waitpid(p->pid, &st, block ? 0 : WNOHANG);
 	} while (r < 0 && errno == EINTR);
@@ -322,6 +372,9 @@ struct pfd *pfd_spawn(const char *const *extra_args)
 
 	if (p == NULL)
 		ck_abort_msg("out of memory");
+	ensure_atexit();
+	p->owner = parent;
+	p->per_test = g_in_test;
 	while (extra_args != NULL && extra_args[nextra] != NULL)
 		nextra++;
 	argv = xmalloc((nextra + 6) * sizeof(*argv));
@@ -511,7 +564,7 @@ void pfd_free(struct pfd *p)
 			break;
 		}
 	}
-	if (!reap(p, 0)) {
+	if (p->owner == getpid() && !reap(p, 0)) {
 		kill(p->pid, SIGKILL);
 		reap(p, 1);
 	}
@@ -1112,37 +1165,40 @@ void pftest_json_check(json_t *got, json_t *want, int subset, const char *file,
 
 /* --- fixture --- */
 
-static void cleanup_test(void)
+/* Frees the daemons this process started: those of the test only, or all
+ * of them (at exit). The temporary directory goes when nothing started
+ * outside a test still logs into it. */
+static void cleanup(int all)
 {
-	while (g_pfds != NULL)
-		pfd_free(g_pfds);
+	struct pfd *p = g_pfds, *next;
+	int kept = 0;
+
+	for (; p != NULL; p = next) {
+		next = p->next;
+		if (p->owner != getpid())
+			continue;
+		if (all || p->per_test)
+			pfd_free(p);
+		else
+			kept = 1;
+	}
 	db_close();
-	remove_tmpdir();
+	if (!kept)
+		remove_tmpdir();
 }
 
-/* A test that failed in fork mode exits without its teardown: show the
- * logs of the daemons it left running, then clean up. */
+/* A test that fails in fork mode _exits without this; its files stay for
+ * tests/run.sh to show, and its daemons die with it (PDEATHSIG). */
 static void cleanup_at_exit(void)
 {
-	if (g_in_test) {
-		for (struct pfd *p = g_pfds; p != NULL; p = p->next)
-			fprintf(stderr,
-				"--- log of prefetchd pid %d (port %d) ---\n"
-				"%s--- end ---\n",
-				(int)p->pid, p->port, tail(pfd_log(p), 6000));
-	}
-	cleanup_test();
+	cleanup(1);
 }
 
 static void pftest_setup(void)
 {
-	static pid_t registered;
 	char *ci;
 
-	if (registered != getpid()) {
-		atexit(cleanup_at_exit);
-		registered = getpid();
-	}
+	ensure_atexit();
 	/* The test process goes when its runner goes (run.sh interrupted). */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	signal(SIGPIPE, SIG_IGN);
@@ -1156,7 +1212,7 @@ static void pftest_setup(void)
 
 static void pftest_teardown(void)
 {
-	cleanup_test();
+	cleanup(0);
 	g_in_test = 0;
 }
 

@@ -21,8 +21,11 @@
 /* A TCase with the harness fixture and a 120 s timeout. Before each test
  * the fixture makes sure the cluster is up (a test that failed while it was
  * stopped must not break the next one); after it, it kills every prefetchd
- * still running and removes the test's temporary files. Also in fork mode
- * the test process dies with its runner, and prefetchd with its test. */
+ * the test started and removes the test's temporary files. The test process
+ * dies with its runner, and prefetchd with the process that started it.
+ * A daemon started in an unchecked fixture (shared by the forked tests of
+ * a TCase) belongs to the runner: tests may use it, only the runner reaps
+ * it, and it is killed at exit if still running. */
 TCase *pftest_tcase(const char *name);
 
 /* Writes text to a new file name in the test's temporary directory and
@@ -68,7 +71,8 @@ int pfd_wait_log(struct pfd *p, const char *needle, int timeout_ms);
 int pfd_signal(struct pfd *p, int sig);
 
 /* Waits up to timeout_ms for the daemon to exit by itself: its exit status
- * (128 + signal number if a signal killed it), or -1 if still running. */
+ * (128 + signal number if a signal killed it; 255, unknown, in a process
+ * that did not start it), or -1 if still running. */
 int pfd_wait_exit(struct pfd *p, int timeout_ms);
 
 /* SIGTERM, then waits 15 s (SIGKILL after that): the exit status as for
@@ -79,7 +83,8 @@ int pfd_stop(struct pfd *p);
  * when the daemon exited. */
 int pfd_wait_ready(struct pfd *p, int timeout_ms);
 
-/* Kills the daemon if it is still running and frees p; NULL ok. */
+/* Kills the daemon if this process started it and it still runs, and
+ * frees p; NULL ok. Optional: the fixture frees what a test leaves. */
 void pfd_free(struct pfd *p);
 
 /* --- HTTP --- */

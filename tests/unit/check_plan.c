@@ -75,14 +75,13 @@ static void check_queries(const char *name, const struct plan *plan,
 			if (json_is_null(wp))
 				ck_assert_ptr_null(q->params[p]);
 			else
-				ck_assert_msg(q->params[p] &&
-						      strcmp(q->params[p],
-							     json_string_value(
-								     wp)) == 0,
-					      "%s query %zu param %d: %s", name,
-					      i, p,
-					      q->params[p] ? q->params[p]
-							   : "NULL");
+				ck_assert_msg(
+					q->params[p] &&
+						strcmp(q->params[p],
+						       json_string_value(wp)) ==
+							0,
+					"%s query %zu param %d: %s", name, i, p,
+					q->params[p] ? q->params[p] : "NULL");
 		}
 	}
 }
@@ -104,9 +103,8 @@ START_TEST(test_plan_case)
 		plan = plan_build(rq, &err);
 	if (want_err) {
 		ck_assert_msg(plan == NULL, "%s: expected an error", name);
-		ck_assert_int_eq(err.status,
-				 json_integer_value(
-					 json_object_get(want_err, "status")));
+		ck_assert_int_eq(err.status, json_integer_value(json_object_get(
+						     want_err, "status")));
 		ck_assert_str_eq(err.code, json_string_value(json_object_get(
 						   want_err, "code")));
 		ck_assert_str_eq(err.at, json_string_value(json_object_get(
@@ -116,8 +114,8 @@ START_TEST(test_plan_case)
 					     want_err, "message"))) != NULL,
 			      "%s: message: %s", name, err.message);
 	} else {
-		ck_assert_msg(plan != NULL, "%s: %s (at %s)", name,
-			      err.message, err.at);
+		ck_assert_msg(plan != NULL, "%s: %s (at %s)", name, err.message,
+			      err.at);
 		check_queries(name, plan, json_object_get(c, "queries"));
 	}
 	plan_free(plan);

@@ -1,0 +1,210 @@
+/* Prometheus counters: see metrics.h. Small fixed tables: routes and error
+ * codes are few and known, so a linear search is the simplest index. */
+#include "metrics.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SERIES 128
+
+static const double buckets_ms[] = {1,	 2.5, 5,    10,	  25,	50,   100,
+				    250, 500, 1000, 2500, 5000, 10000};
+#define NBUCKETS (sizeof(buckets_ms) / sizeof(buckets_ms[0]))
+
+struct route_stats {
+	char route[32];
+	unsigned long count;
+	double sum_ms;
+	unsigned long buckets[NBUCKETS]; /* cumulative at write time */
+};
+
+struct status_count {
+	char route[32];
+	int status;
+	unsigned long count;
+};
+
+struct code_count {
+	char code[32];
+	unsigned long count;
+};
+
+struct metrics {
+	struct route_stats routes[16];
+	size_t nroutes;
+	struct status_count statuses[MAX_SERIES];
+	size_t nstatuses;
+	struct code_count codes[MAX_SERIES];
+	size_t ncodes;
+	unsigned long queries, rows;
+};
+
+struct metrics *metrics_new(void)
+{
+	return calloc(1, sizeof(struct metrics));
+}
+
+void metrics_free(struct metrics *m)
+{
+	free(m);
+}
+
+static struct route_stats *route_slot(struct metrics *m, const char *route)
+{
+	for (size_t i = 0; i < m->nroutes; i++)
+		if (strcmp(m->routes[i].route, route) == 0)
+			return &m->routes[i];
+	if (m->nroutes == sizeof(m->routes) / sizeof(m->routes[0]))
+		return NULL;
+	strncpy(m->routes[m->nroutes].route, route,
+		sizeof(m->routes[0].route) - 1);
+	return &m->routes[m->nroutes++];
+}
+
+static void count_status(struct metrics *m, const char *route, int status)
+{
+	for (size_t i = 0; i < m->nstatuses; i++)
+		if (m->statuses[i].status == status &&
+		    strcmp(m->statuses[i].route, route) == 0) {
+			m->statuses[i].count++;
+			return;
+		}
+	if (m->nstatuses == MAX_SERIES)
+		return;
+	strncpy(m->statuses[m->nstatuses].route, route,
+		sizeof(m->statuses[0].route) - 1);
+	m->statuses[m->nstatuses].status = status;
+	m->statuses[m->nstatuses++].count = 1;
+}
+
+static void count_code(struct metrics *m, const char *code)
+{
+	for (size_t i = 0; i < m->ncodes; i++)
+		if (strcmp(m->codes[i].code, code) == 0) {
+			m->codes[i].count++;
+			return;
+		}
+	if (m->ncodes == MAX_SERIES)
+		return;
+	strncpy(m->codes[m->ncodes].code, code, sizeof(m->codes[0].code) - 1);
+	m->codes[m->ncodes++].count = 1;
+}
+
+void metrics_observe(struct metrics *m, const char *route, int status,
+		     const char *code, double ms, int queries, long rows)
+{
+	struct route_stats *r = route_slot(m, route);
+
+	if (r) {
+		r->count++;
+		r->sum_ms += ms;
+		for (size_t i = 0; i < NBUCKETS; i++)
+			if (ms <= buckets_ms[i]) {
+				r->buckets[i]++;
+				break;
+			}
+	}
+	count_status(m, route, status);
+	if (code)
+		count_code(m, code);
+	m->queries += (unsigned long)queries;
+	m->rows += (unsigned long)rows;
+}
+
+static void write_histograms(const struct metrics *m, struct evbuffer *out)
+{
+	evbuffer_add_printf(out,
+			    "# HELP prefetchd_request_duration_seconds Time "
+			    "from the request to the reply.\n"
+			    "# TYPE prefetchd_request_duration_seconds "
+			    "histogram\n");
+	for (size_t i = 0; i < m->nroutes; i++) {
+		const struct route_stats *r = &m->routes[i];
+		unsigned long cum = 0;
+		for (size_t b = 0; b < NBUCKETS; b++) {
+			cum += r->buckets[b];
+			evbuffer_add_printf(
+				out,
+				"prefetchd_request_duration_seconds_bucket{"
+				"route=\"%s\",le=\"%g\"} %lu\n",
+				r->route, buckets_ms[b] / 1000.0, cum);
+		}
+		evbuffer_add_printf(
+			out,
+			"prefetchd_request_duration_seconds_bucket{route="
+			"\"%s\",le=\"+Inf\"} %lu\n"
+			"prefetchd_request_duration_seconds_sum{route=\"%s\"} "
+			"%.6f\n"
+			"prefetchd_request_duration_seconds_count{route="
+			"\"%s\"} %lu\n",
+			r->route, r->count, r->route, r->sum_ms / 1000.0,
+			r->route, r->count);
+	}
+}
+
+void metrics_write(const struct metrics *m, const struct metrics_state *st,
+		   struct evbuffer *out)
+{
+	evbuffer_add_printf(out, "# HELP prefetchd_requests_total Requests "
+				 "answered, by route and status.\n"
+				 "# TYPE prefetchd_requests_total counter\n");
+	for (size_t i = 0; i < m->nstatuses; i++)
+		evbuffer_add_printf(out,
+				    "prefetchd_requests_total{route=\"%s\","
+				    "status=\"%d\"} %lu\n",
+				    m->statuses[i].route, m->statuses[i].status,
+				    m->statuses[i].count);
+	write_histograms(m, out);
+	evbuffer_add_printf(out,
+			    "# HELP prefetchd_errors_total Error replies by "
+			    "code (statement_timeout, database_unavailable, "
+			    "bad_value, ...).\n"
+			    "# TYPE prefetchd_errors_total counter\n");
+	for (size_t i = 0; i < m->ncodes; i++)
+		evbuffer_add_printf(out,
+				    "prefetchd_errors_total{code=\"%s\"} "
+				    "%lu\n",
+				    m->codes[i].code, m->codes[i].count);
+	evbuffer_add_printf(
+		out,
+		"# HELP prefetchd_queries_total Data statements sent.\n"
+		"# TYPE prefetchd_queries_total counter\n"
+		"prefetchd_queries_total %lu\n"
+		"# HELP prefetchd_rows_total Rows read from PostgreSQL.\n"
+		"# TYPE prefetchd_rows_total counter\n"
+		"prefetchd_rows_total %lu\n"
+		"# HELP prefetchd_requests_in_flight Requests being served.\n"
+		"# TYPE prefetchd_requests_in_flight gauge\n"
+		"prefetchd_requests_in_flight %d\n"
+		"# HELP prefetchd_pool_connections Pool connections by "
+		"state.\n"
+		"# TYPE prefetchd_pool_connections gauge\n"
+		"prefetchd_pool_connections{state=\"size\"} %d\n"
+		"prefetchd_pool_connections{state=\"open\"} %d\n"
+		"prefetchd_pool_connections{state=\"idle\"} %d\n"
+		"prefetchd_pool_connections{state=\"busy\"} %d\n"
+		"# HELP prefetchd_pool_waiting Requests waiting for a "
+		"connection.\n"
+		"# TYPE prefetchd_pool_waiting gauge\n"
+		"prefetchd_pool_waiting %d\n"
+		"# HELP prefetchd_database_up Whether the last connection "
+		"attempt succeeded.\n"
+		"# TYPE prefetchd_database_up gauge\n"
+		"prefetchd_database_up %d\n"
+		"# HELP prefetchd_pool_connects_total Connection attempts.\n"
+		"# TYPE prefetchd_pool_connects_total counter\n"
+		"prefetchd_pool_connects_total{result=\"ok\"} %lu\n"
+		"prefetchd_pool_connects_total{result=\"failed\"} %lu\n"
+		"# HELP prefetchd_schema_reloads_total Schema loads.\n"
+		"# TYPE prefetchd_schema_reloads_total counter\n"
+		"prefetchd_schema_reloads_total{result=\"ok\"} %lu\n"
+		"prefetchd_schema_reloads_total{result=\"failed\"} %lu\n"
+		"# HELP prefetchd_schema_loaded Whether a schema is loaded.\n"
+		"# TYPE prefetchd_schema_loaded gauge\n"
+		"prefetchd_schema_loaded %d\n",
+		m->queries, m->rows, st->in_flight, st->pool.size,
+		st->pool.open, st->pool.idle, st->pool.busy, st->pool.waiting,
+		st->pool.up ? 1 : 0, st->pool.connects,
+		st->pool.connect_failures, st->reloads_ok, st->reloads_failed,
+		st->schema_loaded);
+}
