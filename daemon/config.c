@@ -38,6 +38,9 @@ static const struct option_def options[] = {
 	 0, 0, "debug, info, warn or error"},
 	{"pool-size", "PREFETCHD_POOL_SIZE", OPT_INT, OFF(pool_size), "8", 1,
 	 1000, "PostgreSQL connections at most"},
+	{"prepare-cache", "PREFETCHD_PREPARE_CACHE", OPT_INT,
+	 OFF(prepare_cache), "256", 0, 100000,
+	 "prepared statements kept per connection (0: none)"},
 	{"pool-timeout", "PREFETCHD_POOL_TIMEOUT", OPT_INT,
 	 OFF(pool_timeout_ms), "5000", 1, 600000,
 	 "ms a request may wait for a connection"},
@@ -57,6 +60,12 @@ static const struct option_def options[] = {
 	{"drain-timeout", "PREFETCHD_DRAIN_TIMEOUT", OPT_INT,
 	 OFF(drain_timeout_ms), "10000", 0, 600000,
 	 "ms that requests in flight may take after SIGTERM"},
+	{"max-headers", "PREFETCHD_MAX_HEADERS", OPT_INT, OFF(max_headers),
+	 "65536", 1024, 16 * 1024 * 1024,
+	 "bytes of request headers (over it: libevent's own 413)"},
+	{"max-concurrent", "PREFETCHD_MAX_CONCURRENT", OPT_INT,
+	 OFF(max_concurrent), "1024", 1, 1000000,
+	 "requests in flight at most, health checks aside (then 503)"},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))

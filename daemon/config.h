@@ -18,6 +18,7 @@ struct config {
 	char *auth_token;     /* bearer token, or "" for none */
 	char *log_level;      /* debug|info|warn|error */
 	int pool_size;
+	int prepare_cache;   /* prepared statements per connection */
 	int pool_timeout_ms; /* max wait for a connection */
 	int statement_timeout_ms;
 	long max_body;	      /* bytes */
@@ -26,6 +27,8 @@ struct config {
 	int max_lookups;      /* prefetch_related entries per request */
 	int http_timeout_s;   /* read/write timeout of a client connection */
 	int drain_timeout_ms; /* SIGTERM: how long requests may finish */
+	int max_headers;      /* bytes of request headers */
+	int max_concurrent;   /* requests in flight, /healthz+/readyz aside */
 };
 
 /* Fills cfg from the environment and argv. Returns 0, 1 when --help or

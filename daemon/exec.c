@@ -305,6 +305,9 @@ static int add_query(struct exec *ex, int q, char *keys)
 	st = &ex->stmts[ex->nstmts - 1];
 	st->nparams = pq->nparams;
 	st->params = eq->params;
+	/* The SQL text depends on the request's shape only: prepared once
+	 * per connection, it is parsed and planned once per shape. */
+	st->prepare = true;
 	return 0;
 }
 

@@ -108,6 +108,7 @@ static int start(struct daemon *d)
 		.size = d->cfg.pool_size,
 		.statement_timeout_ms = d->cfg.statement_timeout_ms,
 		.connect_timeout_ms = 5000,
+		.prepare_cache = d->cfg.prepare_cache,
 	};
 	struct pf_err err = {0};
 

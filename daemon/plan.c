@@ -102,10 +102,27 @@ struct qbuild {
 	size_t nsel;
 };
 
+/* Where a query level went: its query and the node of its rows. */
+struct built {
+	const struct rlevel *lv;
+	int query, node;
+};
+
+/* An alias level met before the level it reuses was built. */
+struct pending {
+	int node;
+	const struct rlevel *lv;
+	int depth;
+};
+
 struct pb {
 	struct plan *plan;
 	struct qbuild *qb;
 	int *node_join; /* per node: the join its columns come from */
+	struct built *built;
+	size_t nbuilt;
+	struct pending *pending;
+	size_t npending;
 	struct pf_err *err;
 };
 
@@ -277,6 +294,7 @@ static int build_query_level(struct pb *b, int node, const struct rlevel *lv,
 	int match, child;
 	struct plan_query *pq;
 	struct plan_edge *e;
+	struct built *bt;
 
 	if (q < 0)
 		return -1;
@@ -308,7 +326,93 @@ static int build_query_level(struct pb *b, int node, const struct rlevel *lv,
 	e->match_col = match;
 	if (build_joined(b, child, lv->qs.select, lv->qs.nselect) < 0)
 		return -1;
+	bt = grow(&b->built, &b->nbuilt, sizeof(*bt));
+	if (!bt)
+		return OOM(b->err);
+	*bt = (struct built){lv, q, child};
 	return build_node_children(b, child, lv, depth);
+}
+
+/* A level fetched already for the same objects: an edge into the rows of
+ * that level's query, matched by this node's own key column. Returns 1 when
+ * that query is not built yet (the caller retries later). */
+static int build_alias_level(struct pb *b, int node, const struct rlevel *lv,
+			     int depth)
+{
+	const struct built *target = NULL;
+	struct plan_edge *e;
+	int match, child, q, tnode;
+
+	for (size_t i = 0; i < b->nbuilt && !target; i++)
+		if (b->built[i].lv == lv->alias)
+			target = &b->built[i];
+	if (!target)
+		return 1;
+	q = target->query;
+	tnode = target->node;
+	match = ensure(b, b->plan->nodes[node].src, SEL_COLUMN,
+		       b->node_join[node], lv->rel->from_column, true);
+	child = add_node(b, NODE_QUERY, q, node, 0);
+	if (match < 0 || child < 0)
+		return -1;
+	for (size_t i = 0; i < b->plan->nodes[tnode].nfields; i++) {
+		struct plan_node *cn = &b->plan->nodes[child];
+		struct plan_field *f =
+			grow(&cn->fields, &cn->nfields, sizeof(*f));
+		const struct plan_field *tf = &b->plan->nodes[tnode].fields[i];
+		if (!f || !(f->name = strdup(tf->name)))
+			return OOM(b->err);
+		f->col = tf->col;
+		f->render = tf->render;
+	}
+	if (!(e = add_edge(b, node, EDGE_QUERY, lv->name, lv->rel->to_many)))
+		return -1;
+	e->node = child;
+	e->query = q;
+	e->match_col = match;
+	return build_node_children(b, child, lv, depth);
+}
+
+static int defer_alias(struct pb *b, int node, const struct rlevel *lv,
+		       int depth)
+{
+	struct pending *pd = grow(&b->pending, &b->npending, sizeof(*pd));
+
+	if (!pd)
+		return OOM(b->err);
+	*pd = (struct pending){node, lv, depth};
+	return 0;
+}
+
+/* Aliases met before their level was built. Each round builds at least one
+ * (resolve made the level first, so it exists), which may defer others. */
+static int build_pending(struct pb *b)
+{
+	while (b->npending) {
+		struct pending *round = b->pending;
+		size_t n = b->npending;
+		bool progress = false;
+		int rc = 0;
+
+		b->pending = NULL;
+		b->npending = 0;
+		for (size_t i = 0; i < n && rc >= 0; i++) {
+			rc = build_alias_level(b, round[i].node, round[i].lv,
+					       round[i].depth);
+			if (rc == 1)
+				rc = defer_alias(b, round[i].node, round[i].lv,
+						 round[i].depth);
+			else
+				progress |= rc == 0;
+		}
+		free(round);
+		if (rc < 0)
+			return -1;
+		if (!progress)
+			return pf_err_set(b->err, 500, "internal", "",
+					  "alias level without its query");
+	}
+	return 0;
 }
 
 /* book_set__author: the author is the object the book was reached from. */
@@ -357,6 +461,11 @@ static int build_node_children(struct pb *b, int node, const struct rlevel *lv,
 		case RL_BACKREF:
 			rc = build_backref_level(b, node, ch, depth);
 			break;
+		case RL_ALIAS:
+			rc = build_alias_level(b, node, ch, depth);
+			if (rc == 1)
+				rc = defer_alias(b, node, ch, depth);
+			break;
 		default:
 			rc = build_query_level(b, node, ch, depth + 1);
 			break;
@@ -383,6 +492,17 @@ static void render_join(struct sbuf *s, const struct rqs *qs, int i)
 	const struct schema_relation *r = j->rel;
 	const char *kw = j->left ? " LEFT JOIN " : " JOIN ";
 
+	if (j->via_level_junction) {
+		/* The level's junction j0 holds this row's parent already:
+		 * join its other side, not a second junction. */
+		sb_add(s, "%s", kw);
+		sb_table(s, j->model->schema_name, j->model->table);
+		sb_add(s, " t%d ON ", i);
+		sb_col(s, i, r->to_column);
+		sb_add(s, " = j0.");
+		sb_ident(s, r->through_to);
+		return;
+	}
 	if (r->through_table) {
 		sb_add(s, "%s", kw);
 		sb_table(s, r->through_schema, r->through_table);
@@ -604,17 +724,63 @@ static void render_body(struct sbuf *s, const struct qbuild *qb,
 		sb_add(s, where ? " AND " : " WHERE ");
 		render_cond(s, qs, qs->where, pbase);
 	}
+}
+
+/* ORDER BY of a query; with prefix, by the select list's own columns
+ * (c<N> of the subquery named prefix) instead of the tables'. */
+static void render_order(struct sbuf *s, struct pb *b, int q,
+			 const char *prefix)
+{
+	const struct rqs *qs = b->qb[q].qs;
+
 	for (size_t i = 0; i < qs->norder; i++) {
 		const struct rorder *o = &qs->order[i];
 		sb_add(s, i ? ", " : " ORDER BY ");
-		if (o->random) {
+		if (o->random)
 			sb_add(s, "RANDOM()");
-			continue;
-		}
-		sb_col(s, o->col.join, o->col.col);
-		if (o->desc)
+		else if (prefix)
+			sb_add(s, "%sc%d", prefix,
+			       ensure(b, q, SEL_COLUMN, o->col.join, o->col.col,
+				      true));
+		else
+			sb_col(s, o->col.join, o->col.col);
+		if (!o->random && o->desc)
 			sb_add(s, " DESC");
 	}
+}
+
+static void render_select_list(struct sbuf *s, const struct qbuild *qb,
+			       size_t from, const char *prefix);
+
+/* The slice of one parent with DISTINCT, as Django computes it: rows are
+ * numbered before DISTINCT (ROW_NUMBER() in the same SELECT), so duplicate
+ * rows use up slots. Reads every row of the parent, unlike LIMIT: only
+ * this combination pays for it. */
+static void render_distinct_slice(struct sbuf *s, struct pb *b, int q,
+				  int pbase, int *next)
+{
+	const struct qbuild *qb = &b->qb[q];
+	const struct rqs *qs = qb->qs;
+	int off = 0, lim = 0;
+
+	sb_add(s, "SELECT DISTINCT ");
+	render_select_list(s, qb, 1, "w.");
+	sb_add(s, " FROM (SELECT ");
+	render_select_list(s, qb, 1, NULL);
+	sb_add(s, ", row_number() OVER (");
+	render_order(s, b, q, NULL);
+	sb_add(s, ") AS rn");
+	render_body(s, qb, " = k.key", pbase);
+	if (qs->has_limit)
+		lim = (*next)++;
+	if (qs->offset)
+		off = (*next)++;
+	sb_add(s, ") w WHERE w.rn > %s%d", off ? "$" : "", off);
+	if (lim && off)
+		sb_add(s, " AND w.rn <= $%d::bigint + $%d::bigint", lim, off);
+	else if (lim)
+		sb_add(s, " AND w.rn <= $%d", lim);
+	render_order(s, b, q, "w.");
 }
 
 static void render_select_list(struct sbuf *s, const struct qbuild *qb,
@@ -642,6 +808,18 @@ static char *render_query(struct pb *b, int q, int *nlimit_params)
 	char key_expr[300];
 
 	*nlimit_params = 0;
+	if (qb->sliced && qs->distinct) {
+		sb_add(&s, "SELECT k.key AS c0, ");
+		render_select_list(&s, qb, 1, "s.");
+		sb_add(&s,
+		       " FROM unnest($1::%s[]) AS k(key) CROSS JOIN "
+		       "LATERAL (",
+		       cast);
+		render_distinct_slice(&s, b, q, pbase, &next);
+		*nlimit_params = (qs->has_limit ? 1 : 0) + (qs->offset ? 1 : 0);
+		sb_add(&s, ") s");
+		goto out;
+	}
 	if (qb->sliced) {
 		/* Per-parent slice: one index-bounded subquery per key. */
 		sb_add(&s, "SELECT k.key AS c0, ");
@@ -658,6 +836,7 @@ static char *render_query(struct pb *b, int q, int *nlimit_params)
 		snprintf(key_expr, sizeof(key_expr), " = ANY($1::%s[])", cast);
 		render_body(&s, qb, key_expr, pbase);
 	}
+	render_order(&s, b, q, NULL);
 	if (qs->has_limit) {
 		sb_add(&s, " LIMIT $%d", next++);
 		(*nlimit_params)++;
@@ -668,6 +847,7 @@ static char *render_query(struct pb *b, int q, int *nlimit_params)
 	}
 	if (qb->sliced)
 		sb_add(&s, ") s");
+out:
 	if (s.failed) {
 		free(s.s);
 		return NULL;
@@ -734,7 +914,8 @@ struct plan *plan_build(const struct resolved *rq, struct pf_err *err)
 			goto fail;
 	if (build_joined(&b, root_node, root->qs.select, root->qs.nselect) <
 		    0 ||
-	    build_node_children(&b, root_node, root, 0) < 0)
+	    build_node_children(&b, root_node, root, 0) < 0 ||
+	    build_pending(&b) < 0)
 		goto fail;
 	for (size_t q = 0; q < b.plan->nqueries; q++)
 		if (finish_query(&b, (int)q) < 0)
@@ -743,12 +924,16 @@ struct plan *plan_build(const struct resolved *rq, struct pf_err *err)
 		free(b.qb[q].sel);
 	free(b.qb);
 	free(b.node_join);
+	free(b.built);
+	free(b.pending);
 	return b.plan;
 fail:
 	for (size_t q = 0; q < b.plan->nqueries; q++)
 		free(b.qb[q].sel);
 	free(b.qb);
 	free(b.node_join);
+	free(b.built);
+	free(b.pending);
 	plan_free(b.plan);
 	return NULL;
 }

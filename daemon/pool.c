@@ -36,6 +36,22 @@ enum conn_state {
 
 enum pool_health { HEALTH_UNKNOWN, HEALTH_UP, HEALTH_DOWN };
 
+/* A statement prepared on one connection: its text, under a name. */
+struct prepared {
+	char *sql;
+	unsigned long hash;
+	unsigned long last_used;
+	char name[16];
+};
+
+/* What each command of the batch in flight answers for: a statement of the
+ * caller's (its index), the Parse of one (its index, prepare set: only an
+ * error is kept), or a DEALLOCATE of ours (stmt -1). */
+struct slot {
+	int stmt;
+	bool prepare;
+};
+
 struct pool_conn {
 	struct pool *pool;
 	PGconn *pg;
@@ -48,10 +64,17 @@ struct pool_conn {
 	bool doomed;	     /* the server said FATAL while we were idle */
 	TAILQ_ENTRY(pool_conn) all_link;
 	TAILQ_ENTRY(pool_conn) idle_link;
-	/* The batch in flight. */
+	/* Prepared statements, most of prepare_cache of them. */
+	struct prepared *prepared;
+	size_t nprepared;
+	unsigned long use_clock, next_name;
+	/* The batch in flight: its commands in slots, cur the one whose
+	 * results arrive now. */
 	struct pool_stmt *stmts;
-	size_t n, cur; /* cur: the statement whose results arrive now */
-	bool seen;     /* cur has produced at least one result */
+	size_t n, cur;
+	struct slot *slots;
+	size_t nslots;
+	bool seen; /* cur has produced at least one result */
 	pool_run_cb cb;
 	void *arg;
 };
@@ -70,6 +93,7 @@ struct pool {
 	char *conninfo;
 	char *options; /* startup "options": the user's, then ours */
 	int size, connect_timeout_ms, backoff_min_ms, backoff_max_ms;
+	int prepare_cache;
 	int backoff_ms; /* the next retry delay */
 	enum pool_health health;
 	bool up_pending; /* on_up is due at the next dispatch */
@@ -202,6 +226,10 @@ static void conn_destroy(struct pool_conn *c)
 	 * connection never finished) and closes the socket; an open
 	 * transaction is rolled back by the server. */
 	PQfinish(c->pg);
+	for (size_t i = 0; i < c->nprepared; i++)
+		free(c->prepared[i].sql);
+	free(c->prepared);
+	free(c->slots);
 	free(c);
 }
 
@@ -472,6 +500,54 @@ static void conn_run_failed(struct pool_conn *c)
 	conn_run_finish(c, &err);
 }
 
+static unsigned long sql_hash(const char *s)
+{
+	unsigned long h = 5381;
+
+	while (*s)
+		h = h * 33 + (unsigned char)*s++;
+	return h;
+}
+
+/* The prepared statement of sql on c, or NULL. */
+static struct prepared *conn_find(struct pool_conn *c, const char *sql,
+				  unsigned long hash)
+{
+	for (size_t i = 0; i < c->nprepared; i++)
+		if (c->prepared[i].hash == hash &&
+		    strcmp(c->prepared[i].sql, sql) == 0)
+			return &c->prepared[i];
+	return NULL;
+}
+
+/* Drops sql from the cache (its Parse failed: it does not exist). */
+static void conn_forget(struct pool_conn *c, const char *sql)
+{
+	struct prepared *p = conn_find(c, sql, sql_hash(sql));
+
+	if (!p)
+		return;
+	free(p->sql);
+	*p = c->prepared[--c->nprepared];
+}
+
+/* Gives a result to the statement its command answers for: a Parse's
+ * result only when it failed (then the statement's own Execute is
+ * aborted, and the error is the statement's). */
+static void conn_keep_result(struct pool_conn *c, PGresult *res)
+{
+	const struct slot *sl = c->cur < c->nslots ? &c->slots[c->cur] : NULL;
+	struct pool_stmt *st = sl && sl->stmt >= 0 ? &c->stmts[sl->stmt] : NULL;
+	bool failed = PQresultStatus(res) == PGRES_FATAL_ERROR;
+
+	if (sl && sl->prepare && failed && st)
+		conn_forget(c, st->sql);
+	if (st && !st->result && (!sl->prepare || failed))
+		st->result = res;
+	else
+		PQclear(res);
+}
+
 /* Collects every complete result. Returns 1 at the batch's sync, 0 when
  * more input is needed, -1 when the connection failed. */
 static int conn_collect(struct pool_conn *c)
@@ -498,13 +574,14 @@ static int conn_collect(struct pool_conn *c)
 			PQclear(res); /* no NULL follows a sync */
 			return 1;
 		case PGRES_PIPELINE_ABORTED: /* after an earlier error */
+			/* An aborted Parse never ran: not prepared. */
+			if (c->cur < c->nslots && c->slots[c->cur].prepare)
+				conn_forget(
+					c, c->stmts[c->slots[c->cur].stmt].sql);
 			PQclear(res);
 			break;
 		default:
-			if (c->cur < c->n && !c->stmts[c->cur].result)
-				c->stmts[c->cur].result = res;
-			else
-				PQclear(res);
+			conn_keep_result(c, res);
 			break;
 		}
 	}
@@ -549,6 +626,87 @@ static void conn_on_event(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static int conn_add_slot(struct pool_conn *c, int stmt, bool prepare)
+{
+	struct slot *s = realloc(c->slots, (c->nslots + 1) * sizeof(*s));
+
+	if (!s)
+		return -1;
+	c->slots = s;
+	s[c->nslots++] = (struct slot){stmt, prepare};
+	return 0;
+}
+
+/* Room for one more prepared statement: the least recently used one is
+ * deallocated, in the same pipeline. */
+static struct prepared *conn_cache_slot(struct pool_conn *c)
+{
+	struct prepared *p, *lru;
+	char sql[48];
+
+	if ((int)c->nprepared < c->pool->prepare_cache) {
+		p = realloc(c->prepared, (c->nprepared + 1) * sizeof(*p));
+		if (!p)
+			return NULL;
+		c->prepared = p;
+		p = &c->prepared[c->nprepared++];
+		p->sql = NULL;
+		return p;
+	}
+	lru = &c->prepared[0];
+	for (size_t i = 1; i < c->nprepared; i++)
+		if (c->prepared[i].last_used < lru->last_used)
+			lru = &c->prepared[i];
+	snprintf(sql, sizeof(sql), "DEALLOCATE \"%s\"", lru->name);
+	if (conn_add_slot(c, -1, false) < 0 ||
+	    !PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0))
+		return NULL;
+	free(lru->sql);
+	lru->sql = NULL;
+	return lru;
+}
+
+/* Sends one statement: by name when it is prepared on c, else Parse (kept
+ * for next time) then Execute, both in this pipeline, so preparing costs
+ * no round trip. */
+static int conn_send(struct pool_conn *c, const struct pool_stmt *st, int i)
+{
+	unsigned long hash;
+	struct prepared *p;
+
+	if (!st->prepare || c->pool->prepare_cache <= 0)
+		/* Extended protocol (the only one pipeline mode allows);
+		 * NULL types let the server infer them, text in and out. */
+		return conn_add_slot(c, i, false) == 0 &&
+				       PQsendQueryParams(
+					       c->pg, st->sql, st->nparams,
+					       NULL, st->params, NULL, NULL, 0)
+			       ? 0
+			       : -1;
+	hash = sql_hash(st->sql);
+	p = conn_find(c, st->sql, hash);
+	if (!p) {
+		p = conn_cache_slot(c);
+		if (!p)
+			return -1;
+		if (!(p->sql = strdup(st->sql))) {
+			*p = c->prepared[--c->nprepared];
+			return -1;
+		}
+		p->hash = hash;
+		snprintf(p->name, sizeof(p->name), "pf%lu", ++c->next_name);
+		if (conn_add_slot(c, i, true) < 0 ||
+		    !PQsendPrepare(c->pg, p->name, st->sql, st->nparams, NULL))
+			return -1;
+	}
+	p->last_used = ++c->use_clock;
+	return conn_add_slot(c, i, false) == 0 &&
+			       PQsendQueryPrepared(c->pg, p->name, st->nparams,
+						   st->params, NULL, NULL, 0)
+		       ? 0
+		       : -1;
+}
+
 int pool_run(struct pool_conn *c, struct pool_stmt *stmts, size_t n,
 	     pool_run_cb cb, void *arg, struct pf_err *err)
 {
@@ -561,15 +719,13 @@ int pool_run(struct pool_conn *c, struct pool_stmt *stmts, size_t n,
 		stmts[i].result = NULL;
 	if (c->broken || PQstatus(c->pg) != CONNECTION_OK)
 		goto lost;
+	c->stmts = stmts;
+	c->nslots = 0;
 	for (i = 0; i < n; i++)
-		/* Extended protocol (the only one pipeline mode allows);
-		 * NULL types let the server infer them, text in and out. */
-		if (!PQsendQueryParams(c->pg, stmts[i].sql, stmts[i].nparams,
-				       NULL, stmts[i].params, NULL, NULL, 0))
+		if (conn_send(c, &stmts[i], (int)i) < 0)
 			goto failed;
 	if (!PQpipelineSync(c->pg))
 		goto failed;
-	c->stmts = stmts;
 	c->n = n;
 	c->cur = 0;
 	c->seen = false;
@@ -788,6 +944,7 @@ struct pool *pool_new(struct event_base *base, const struct pool_options *opt)
 					   : CONNECT_TIMEOUT_MS;
 	pool->backoff_min_ms =
 		opt->backoff_min_ms > 0 ? opt->backoff_min_ms : BACKOFF_MIN_MS;
+	pool->prepare_cache = opt->prepare_cache;
 	pool->backoff_max_ms =
 		opt->backoff_max_ms > 0 ? opt->backoff_max_ms : BACKOFF_MAX_MS;
 	if (pool->backoff_max_ms < pool->backoff_min_ms)

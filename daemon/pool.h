@@ -28,6 +28,8 @@ struct pool_options {
 	int connect_timeout_ms;	  /* one connection attempt; 0 = 10000 */
 	int backoff_min_ms;	  /* reconnect backoff after a failure; */
 	int backoff_max_ms;	  /* 0 = 100 and 5000, doubling between */
+	int prepare_cache;	  /* prepared statements kept per connection
+				     (least recently used goes); 0 = none */
 };
 
 /* Session settings applied to every connection (in the startup packet, so
@@ -74,6 +76,8 @@ void pool_release(struct pool_conn *conn, bool reusable);
  * filled by pool_run (owned by the batch's caller afterwards: PQclear it). */
 struct pool_stmt {
 	const char *sql;
+	bool prepare; /* run as a named prepared statement, kept per
+				   connection (its text is parsed once) */
 	int nparams;
 	const char *const *params;
 	PGresult *result;

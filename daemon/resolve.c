@@ -130,6 +130,7 @@ static const struct schema_column *find_field(const struct schema_model *m,
 
 struct qctx {
 	struct rqs *qs;
+	const struct schema_relation *via; /* the prefetch level's relation */
 	struct pf_err *err;
 	char cls[128]; /* class name of qs->model, for messages */
 };
@@ -167,6 +168,8 @@ static int add_join(struct qctx *c, int parent,
 			    .parent = parent,
 			    .scope = scope,
 			    .left = left};
+	j->via_level_junction = parent == 0 && scope == 0 && c->via &&
+				c->via->through_table && c->via->reverse == rel;
 	return (int)c->qs->njoins - 1;
 }
 
@@ -597,6 +600,59 @@ static int resolve_cond(struct qctx *c, const struct spec_cond *sc,
 	return 0;
 }
 
+/* Marks the parameter slots the condition still uses. */
+static void mark_params(const struct rcond *c, bool *used)
+{
+	if (c->kind == RC_TERM && c->param >= 0) {
+		used[c->param] = true;
+		if (c->op == OP_RANGE)
+			used[c->param + 1] = true;
+	}
+	for (size_t i = 0; i < c->nchildren; i++)
+		mark_params(&c->children[i], used);
+}
+
+static void renumber_params(struct rcond *c, const int *to)
+{
+	if (c->kind == RC_TERM && c->param >= 0)
+		c->param = to[c->param];
+	for (size_t i = 0; i < c->nchildren; i++)
+		renumber_params(&c->children[i], to);
+}
+
+/* Folding drops the terms of an always-true OR or an always-false AND,
+ * and their values with them: keep only the parameters the SQL uses, or
+ * PostgreSQL could not infer the type of an unused $n. */
+static int compact_params(struct qctx *c)
+{
+	struct rqs *qs = c->qs;
+	bool *used = calloc(qs->nparams + 1, sizeof(bool));
+	int *to = calloc(qs->nparams + 1, sizeof(int));
+	size_t n = 0;
+
+	if (!used || !to) {
+		free(used);
+		free(to);
+		return OOM(c->err);
+	}
+	if (qs->where)
+		mark_params(qs->where, used);
+	for (size_t i = 0; i < qs->nparams; i++) {
+		if (!used[i]) {
+			free(qs->params[i]);
+			continue;
+		}
+		to[i] = (int)n;
+		qs->params[n++] = qs->params[i];
+	}
+	qs->nparams = n;
+	if (qs->where)
+		renumber_params(qs->where, to);
+	free(used);
+	free(to);
+	return 0;
+}
+
 /* where = filter AND NOT exclude, folded; an always-false where makes the
  * queryset empty (no query is sent). */
 static int resolve_where(struct qctx *c, const struct spec_queryset *spec)
@@ -637,7 +693,7 @@ static int resolve_where(struct qctx *c, const struct spec_queryset *spec)
 	} else if (w->kind == RC_FALSE) {
 		c->qs->empty = true;
 	}
-	return 0;
+	return compact_params(c);
 }
 
 static int add_order(struct qctx *c, struct rcol col, bool desc)
@@ -694,6 +750,7 @@ static int resolve_order_term(struct qctx *c, const char *field, bool desc,
 	char buf[1024], *parts[MAX_PARTS], names[1024];
 	const struct schema_model *m = c->qs->model;
 	int n, join = 0;
+	const char *bad = field;
 
 	if (strcmp(field, "?") == 0) {
 		struct rorder *o =
@@ -713,12 +770,17 @@ static int resolve_order_term(struct qctx *c, const char *field, bool desc,
 			schema_find_query_relation(m, parts[i]);
 		const struct schema_column *col = find_field(m, parts[i]);
 		if (col && !rel) {
-			if (i != n - 1)
+			if (i != n - 1) {
+				/* Django: Join on 'title' not permitted. */
+				bad = parts[i + 1];
 				break;
+			}
 			return add_order(c, (struct rcol){join, col}, desc);
 		}
-		if (!rel)
+		if (!rel) {
+			bad = parts[i];
 			break;
+		}
 		if (i == n - 1)
 			return order_by_relation(c, join, rel, desc, at, depth);
 		join = add_join(c, join, rel, 0,
@@ -733,7 +795,7 @@ static int resolve_order_term(struct qctx *c, const char *field, bool desc,
 	return pf_err_set(c->err, 422, "unknown_field", at,
 			  "Cannot resolve keyword '%s' into field. Choices "
 			  "are: %s",
-			  field, names);
+			  bad, names);
 }
 
 /* order_by, else the model's default ordering; then the pk as the last
@@ -900,14 +962,16 @@ static void rqs_cleanup(struct rqs *qs)
 	memset(qs, 0, sizeof(*qs));
 }
 
-/* Binds one queryset (the main one, or a prefetch level's; spec NULL for a
- * level's default queryset) over model m. to_many: whether ordering and
- * slicing matter (Django clears the ordering of to-one prefetches). */
+/* Binds one queryset over model m: the main one (via NULL) or the level of
+ * relation via (spec NULL: its default queryset). A to-one level has no
+ * ordering: Django clears it, as each parent gets one object. */
 static int resolve_qs(const struct spec_queryset *spec,
-		      const struct schema_model *m, bool ordered,
-		      struct rqs *qs, struct pf_err *err)
+		      const struct schema_model *m,
+		      const struct schema_relation *via, struct rqs *qs,
+		      struct pf_err *err)
 {
-	struct qctx c = {.qs = qs, .err = err};
+	bool ordered = !via || via->to_many;
+	struct qctx c = {.qs = qs, .via = via, .err = err};
 	struct rjoin *base;
 
 	qs->model = m;
@@ -1060,6 +1124,40 @@ static bool is_backref(const struct rlevel *lv,
 		lv->rel->kind == REL_ONE_TO_ONE);
 }
 
+/* The level whose objects lv's objects are: a backref's objects are its
+ * grandparent's, an alias's are its target's. */
+static const struct rlevel *canonical(const struct rlevel *lv)
+{
+	for (;;) {
+		if (lv->kind == RL_BACKREF)
+			lv = lv->parent->parent;
+		else if (lv->kind == RL_ALIAS)
+			lv = lv->alias;
+		else
+			return lv;
+	}
+}
+
+/* The query level that already fetched rel, under its own name (no
+ * to_attr), for the objects of parent: Django finds those objects' caches
+ * filled (book_set__author__book_set: the author is the parent instance,
+ * whose book_set is prefetched), so the level costs no query. */
+static const struct rlevel *fetched_already(const struct rlevel *parent,
+					    const struct schema_relation *rel)
+{
+	const struct rlevel *owner = canonical(parent);
+
+	if (owner == parent)
+		return NULL;
+	for (size_t i = 0; i < owner->nchildren; i++) {
+		const struct rlevel *ch = owner->children[i];
+		if (ch->rel == rel && strcmp(ch->name, rel->name) == 0 &&
+		    (ch->kind == RL_QUERY || ch->kind == RL_ALIAS))
+			return ch->kind == RL_ALIAS ? ch->alias : ch;
+	}
+	return NULL;
+}
+
 static int check_prefetch_qs(struct pctx *p, const struct spec_prefetch *sp,
 			     const struct schema_relation *rel)
 {
@@ -1161,14 +1259,18 @@ static struct rlevel *make_level(struct pctx *p, struct rlevel *parent,
 		OOM(p->err);
 		return NULL;
 	}
-	if (!qs && !to_attr && (lv->sel = joined_entry(parent, rel))) {
+	/* A relation Django finds cached already costs no query, and then
+	 * a Prefetch queryset is ignored (only a to_attr forces a query). */
+	if (!to_attr && (lv->sel = joined_entry(parent, rel))) {
 		lv->kind = RL_JOINED;
-	} else if (!qs && !to_attr && is_backref(parent, rel)) {
+	} else if (!to_attr && is_backref(parent, rel)) {
 		lv->kind = RL_BACKREF;
 		lv->model = parent->parent->model;
+	} else if (!to_attr && (lv->alias = fetched_already(parent, rel))) {
+		lv->kind = RL_ALIAS;
 	} else {
 		lv->kind = RL_QUERY;
-		if (resolve_qs(qs, rel->target, rel->to_many, &lv->qs, p->err) <
+		if (resolve_qs(qs, rel->target, rel, &lv->qs, p->err) <
 		    0)
 			return NULL;
 	}
@@ -1214,7 +1316,9 @@ static int run_lookup(struct pctx *p, const struct lookup *l)
 		if (!next)
 			return -1;
 		level = next;
-		if (i == n - 1 && l->src->queryset &&
+		/* A queryset that is not run brings no lookups (Django only
+		 * collects them from the queries it runs). */
+		if (i == n - 1 && l->src->queryset && next->kind == RL_QUERY &&
 		    push_lookups(p, l->src->queryset, path) < 0)
 			return -1;
 	}
@@ -1260,7 +1364,7 @@ struct resolved *resolve(const struct schema *s,
 		OOM(err);
 		goto fail;
 	}
-	if (resolve_qs(spec, m, true, &rq->root.qs, err) < 0 ||
+	if (resolve_qs(spec, m, NULL, &rq->root.qs, err) < 0 ||
 	    resolve_prefetch(&p, spec) < 0)
 		goto fail;
 	free(p.stack);

@@ -31,6 +31,10 @@ struct rjoin {
 	int parent;
 	int scope;
 	bool left;
+	/* A many-to-many prefetch level's own relation, walked back from its
+	 * rows (Django 5.2 reuses the prefetch's join): the junction of the
+	 * level's query is this join's junction. */
+	bool via_level_junction;
 };
 
 struct rcol {
@@ -125,6 +129,9 @@ enum rlevel_kind {
 	RL_QUERY,   /* one batched query */
 	RL_JOINED,  /* already joined by select_related: free */
 	RL_BACKREF, /* the object it was reached from: free */
+	/* fetched already for the same objects (under a backref): the rows
+	 * of `alias`, free */
+	RL_ALIAS,
 };
 
 struct rlevel {
@@ -136,6 +143,7 @@ struct rlevel {
 	struct rlevel *parent;
 	struct rqs qs;		/* RL_ROOT, RL_QUERY */
 	const struct rsel *sel; /* RL_JOINED: the select_related entry */
+	const struct rlevel *alias; /* RL_ALIAS: the RL_QUERY level */
 	struct rlevel **children;
 	size_t nchildren;
 };
