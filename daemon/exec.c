@@ -150,7 +150,8 @@ static void map_error(const PGresult *res, int q, const struct plan *plan,
 	} else if (!strncmp(state, "22", 2)) {
 		pf_err_set(err, 422, "bad_value", "", "%s",
 			   msg ? msg : "invalid value");
-	} else if (!strncmp(state, "08", 2) || !strncmp(state, "53", 2) ||
+	} else if ((!strncmp(state, "08", 2) && strcmp(state, "08P01")) ||
+		   !strncmp(state, "53", 2) ||
 		   !strcmp(state, "57P01") || !strcmp(state, "57P02") ||
 		   !strcmp(state, "57P03")) {
 		log_warn("exec: database unavailable (SQLSTATE %s): %s", state,

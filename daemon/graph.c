@@ -802,21 +802,35 @@ static void write_object(struct writer *w, int node, int row)
 	w->depth--;
 }
 
-int graph_write(struct graph *g, struct evbuffer *out)
+size_t graph_count(struct graph *g)
+{
+	const struct objs *o = g->plan->nnodes ? node_objs(g, 0) : NULL;
+
+	return o ? o->n : 0;
+}
+
+int graph_write_range(struct graph *g, struct evbuffer *out, size_t from,
+		      size_t to)
 {
 	struct writer w = {.g = g, .sink.out = out};
 	const struct objs *o = g->plan->nnodes ? node_objs(g, 0) : NULL;
 
 	if (!o)
 		return -1;
-	put(&w, "[", 1);
-	for (size_t i = 0; i < o->n && !w.failed; i++) {
+	for (size_t i = from; i < to && i < o->n && !w.failed; i++) {
 		if (i > 0)
 			put(&w, ",", 1);
 		write_object(&w, 0, objs_row(o, i));
 	}
-	put(&w, "]", 1);
 	sink_flush(&w.sink);
 	free(w.stack);
 	return w.failed || w.sink.failed ? -1 : 0;
+}
+
+int graph_write(struct graph *g, struct evbuffer *out)
+{
+	if (evbuffer_add(out, "[", 1) < 0 ||
+	    graph_write_range(g, out, 0, graph_count(g)) < 0)
+		return -1;
+	return evbuffer_add(out, "]", 1);
 }

@@ -38,6 +38,15 @@ char *graph_keys(struct graph *g, int q, size_t *nkeys);
 /* Rows of every result handed over so far. */
 long graph_rows(const struct graph *g);
 
+/* The number of main objects (the top-level results). */
+size_t graph_count(struct graph *g);
+
+/* Writes main objects from..to-1, comma-separated (a comma before each but
+ * the very first object), so that a large answer can be sent in pieces.
+ * Returns 0, or -1 when out of memory. */
+int graph_write_range(struct graph *g, struct evbuffer *out, size_t from,
+		      size_t to);
+
 /* Writes the main objects as a JSON array ("[...]"). Returns 0, or -1 when
  * out of memory (out then holds a partial document). */
 int graph_write(struct graph *g, struct evbuffer *out);

@@ -658,6 +658,9 @@ static void render_cond(struct sbuf *s, const struct rqs *qs,
 	case RC_TERM:
 		render_term(s, c, pbase);
 		break;
+	case RC_NONE: /* folded away by resolve; harmless if not */
+		sb_add(s, "TRUE");
+		break;
 	case RC_EXISTS:
 		render_exists(s, qs, c, pbase);
 		break;

@@ -526,40 +526,49 @@ static void cond_free(struct rcond *cnd)
 	free(cnd);
 }
 
-/* Folds TRUE/FALSE children: AND with FALSE is FALSE, OR with TRUE is TRUE,
- * NOT flips, an AND/OR left with one child is that child. */
+/* Folds constant children. AND with FALSE is FALSE and OR with TRUE is
+ * TRUE; TRUE in an AND and FALSE in an OR drop out; NOT flips. An empty
+ * condition ({}, Django's Q()) is no condition at all: it drops out of
+ * AND and OR alike and NOT leaves it empty. An AND/OR left with one child
+ * is that child. Constants have no children, so nothing is freed twice. */
 static void fold(struct rcond *cnd)
 {
-	size_t keep = 0;
 	bool is_and = cnd->kind == RC_AND;
+	enum rcond_kind absorbing = is_and ? RC_FALSE : RC_TRUE;
+	enum rcond_kind neutral = is_and ? RC_TRUE : RC_FALSE;
+	bool saw_neutral = false;
+	size_t keep = 0;
 
 	if (cnd->kind == RC_NOT) {
 		enum rcond_kind k = cnd->children[0].kind;
-		if (k == RC_TRUE || k == RC_FALSE) {
+		if (k == RC_TRUE || k == RC_FALSE || k == RC_NONE) {
 			cond_free_children(cnd);
-			cnd->kind = k == RC_TRUE ? RC_FALSE : RC_TRUE;
+			cnd->kind = k == RC_NONE   ? RC_NONE
+				    : k == RC_TRUE ? RC_FALSE
+						   : RC_TRUE;
 		}
 		return;
 	}
 	if (cnd->kind != RC_AND && cnd->kind != RC_OR)
 		return;
-	for (size_t i = 0; i < cnd->nchildren; i++) {
-		struct rcond *ch = &cnd->children[i];
-		if (ch->kind == (is_and ? RC_FALSE : RC_TRUE)) {
+	for (size_t i = 0; i < cnd->nchildren; i++)
+		if (cnd->children[i].kind == absorbing) {
 			cond_free_children(cnd);
-			cnd->kind = is_and ? RC_FALSE : RC_TRUE;
+			cnd->kind = absorbing;
 			return;
 		}
-		if (ch->kind == (is_and ? RC_TRUE : RC_FALSE)) {
-			cond_free_children(ch);
+	for (size_t i = 0; i < cnd->nchildren; i++) {
+		enum rcond_kind k = cnd->children[i].kind;
+		if (k == neutral || k == RC_NONE) {
+			saw_neutral |= k == neutral;
 			continue;
 		}
-		cnd->children[keep++] = *ch;
+		cnd->children[keep++] = cnd->children[i];
 	}
 	cnd->nchildren = keep;
 	if (keep == 0) {
 		cond_free_children(cnd);
-		cnd->kind = is_and ? RC_TRUE : RC_FALSE;
+		cnd->kind = saw_neutral ? neutral : RC_NONE;
 	} else if (keep == 1) {
 		struct rcond only = cnd->children[0];
 		free(cnd->children);
@@ -687,7 +696,7 @@ static int resolve_where(struct qctx *c, const struct spec_queryset *spec)
 		fold(neg);
 	}
 	fold(w);
-	if (w->kind == RC_TRUE) {
+	if (w->kind == RC_TRUE || w->kind == RC_NONE) {
 		cond_free(w);
 		c->qs->where = NULL;
 	} else if (w->kind == RC_FALSE) {

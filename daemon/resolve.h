@@ -70,6 +70,7 @@ enum rcond_kind {
 	RC_NOT,
 	RC_TERM,
 	RC_EXISTS,
+	RC_NONE, /* an empty condition ({}); resolve folds it away */
 };
 
 struct rcond {

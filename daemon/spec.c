@@ -818,6 +818,11 @@ struct spec_queryset *spec_parse(const char *body, size_t len,
 	if (limits && limits->max_lookups > 0)
 		p.max_lookups = limits->max_lookups;
 
+	if (len == 0) {
+		pf_err_set(err, 400, "bad_json", "",
+			   "the body is empty: POST a queryset as JSON");
+		return NULL;
+	}
 	/* JSON_ALLOW_NUL lets "\u0000" in a string through so that it is
 	 * reported as bad_spec at its path rather than as unparseable;
 	 * JSON_DECODE_ANY lets a scalar body through to say what it is. */
