@@ -13,7 +13,8 @@ SANITIZE  ?=
 
 # Debian packages the project needs: make deps installs the missing ones.
 DEB_PKGS  := gcc make pkg-config libpq-dev libevent-dev libjansson-dev check \
-             postgresql postgresql-contrib clang clang-format curl procps
+             postgresql postgresql-contrib clang clang-format curl procps \
+             python3 python3-jsonschema python3-django python3-psycopg2
 
 CC        ?= cc
 WARN      := -Wall -Wextra -Wpedantic -Werror -Wstrict-prototypes \
@@ -33,6 +34,8 @@ endif
 
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
+# GET /openapi.json serves proto/openapi.json, compiled in as a byte array.
+DAEMON_OBJ += $(BUILD)/openapi_doc.o
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 INTEG_SRC  := $(wildcard tests/integration/*.c)
 
@@ -42,6 +45,17 @@ all: $(BUILD)/prefetchd
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Idaemon -c $< -o $@
+
+$(BUILD)/openapi_doc.c: proto/openapi.json
+	@mkdir -p $(dir $@)
+	@{ printf '/* Generated from %s by the Makefile. */\n' $<; \
+	  printf '#include "openapi_doc.h"\n\nconst unsigned char openapi_doc[] = {\n'; \
+	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  printf '};\nconst size_t openapi_doc_len = sizeof(openapi_doc);\n'; \
+	} >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/openapi_doc.o: $(BUILD)/openapi_doc.c
 	$(CC) $(ALL_CFLAGS) -Idaemon -c $< -o $@
 
 $(BUILD)/prefetchd: $(BUILD)/daemon/main.o $(DAEMON_OBJ)

@@ -10,12 +10,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <errno.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
@@ -24,6 +28,7 @@
 #include "graph.h"
 #include "log.h"
 #include "metrics.h"
+#include "openapi_doc.h"
 #include "plan.h"
 #include "resolve.h"
 #include "spec.h"
@@ -37,6 +42,8 @@ struct http {
 	struct evhttp_bound_socket *listener;
 	int port;
 	int in_flight;
+	int busy;    /* in flight on routes that are not health checks */
+	int writing; /* replies sent but not yet written out */
 	unsigned long next_id;
 	unsigned long
 		id_prefix; /* per process, so ids differ across restarts */
@@ -59,6 +66,8 @@ struct request {
 	struct resolved *resolved;
 	struct plan *plan;
 	struct exec *exec;
+	struct event *gone_ev; /* watches the client while the database works */
+	bool counted;	       /* in h->busy */
 	int queries;
 	long rows;
 	double db_ms;
@@ -79,6 +88,7 @@ static void handle_readyz(struct request *r);
 static void handle_schema(struct request *r);
 static void handle_query(struct request *r);
 static void handle_metrics(struct request *r);
+static void handle_openapi(struct request *r);
 
 static const struct route routes[] = {
 	{"/healthz", EVHTTP_REQ_GET, true, handle_healthz},
@@ -87,6 +97,7 @@ static const struct route routes[] = {
 	{"/query", EVHTTP_REQ_POST, false, handle_query},
 	{"/plan", EVHTTP_REQ_POST, false, handle_query},
 	{"/metrics", EVHTTP_REQ_GET, false, handle_metrics},
+	{"/openapi.json", EVHTTP_REQ_GET, false, handle_openapi},
 };
 
 static double ms_since(const struct timespec *t0)
@@ -150,6 +161,10 @@ static void request_free(struct request *r)
 {
 	if (r->evcon)
 		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	if (r->gone_ev)
+		event_free(r->gone_ev);
+	if (r->counted)
+		r->h->busy--;
 	exec_free(r->exec);
 	plan_free(r->plan);
 	resolved_free(r->resolved);
@@ -157,6 +172,40 @@ static void request_free(struct request *r)
 	schema_unref(r->schema);
 	r->h->in_flight--;
 	free(r);
+}
+
+/* A reply is handed to libevent before it is written: until it has been
+ * written (or its connection failed), it counts in http_in_flight, so that
+ * a drain does not close the connection under it. A server connection
+ * carries one reply at a time, so its close callback can stand for the
+ * reply's failure; success clears it. */
+static void on_reply_written(struct evhttp_request *req, void *arg)
+{
+	struct http *h = arg;
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+
+	h->writing--;
+	if (evcon)
+		evhttp_connection_set_closecb(evcon, NULL, NULL);
+}
+
+static void on_reply_failed(struct evhttp_connection *evcon, void *arg)
+{
+	struct http *h = arg;
+
+	h->writing--;
+	evhttp_connection_set_closecb(evcon, NULL, NULL);
+}
+
+static void track_reply(struct request *r)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
+
+	if (!evcon)
+		return; /* the client left: the reply only frees the request */
+	r->h->writing++;
+	evhttp_request_set_on_complete_cb(r->req, on_reply_written, r->h);
+	evhttp_connection_set_closecb(evcon, on_reply_failed, r->h);
 }
 
 /* The one way out of a request: sends body with status, logs the access
@@ -182,6 +231,12 @@ static void reply(struct request *r, int status, struct evbuffer *body)
 		evbuffer_add(body, "\n", 1);
 	/* When the client already left, libevent has detached the request
 	 * and this only frees it. */
+	/* r->evcon is NULL once the client left (on_client_close). From
+	 * here the connection's close callback tracks the reply. */
+	if (r->evcon) {
+		r->evcon = NULL;
+		track_reply(r);
+	}
 	evhttp_send_reply(r->req, status, reason(status), body);
 	log_access(r->method, r->path, status, ms_since(&r->started),
 		   r->queries, r->rows, r->id);
@@ -274,6 +329,18 @@ static void handle_metrics(struct request *r)
 	reply(r, 200, body);
 }
 
+/* proto/openapi.json as compiled in; reply() adds the final newline. */
+static void handle_openapi(struct request *r)
+{
+	struct evbuffer *body = evbuffer_new();
+	size_t len = openapi_doc_len;
+
+	while (len > 0 && openapi_doc[len - 1] == '\n')
+		len--;
+	evbuffer_add(body, openapi_doc, len);
+	reply(r, 200, body);
+}
+
 static void on_exec_done(struct exec *ex, const struct pf_err *err, void *arg)
 {
 	struct request *r = arg;
@@ -302,6 +369,55 @@ static void on_exec_done(struct exec *ex, const struct pf_err *err, void *arg)
 	}
 	evbuffer_add(body, "}", 1);
 	reply(r, 200, body);
+}
+
+/* The client left while its request waits for the database: stop the work
+ * (a connection in the middle of a batch is closed, never reused) and end
+ * the request with 499, which only the access log and /metrics see. */
+static void client_gone(struct request *r)
+{
+	if (!r->exec)
+		return;
+	exec_cancel(r->exec);
+	on_exec_done(r->exec,
+		     &(struct pf_err){.status = 499,
+				      .code = "client_gone",
+				      .message = "client left"},
+		     r);
+}
+
+/* libevent 2.1 stops reading a connection once its request is read, so
+ * a client that hangs up is only noticed when the reply is written, and
+ * its database work would go on until statement_timeout. While the
+ * database works, the socket is watched: end of file or an error means
+ * the client left; data is a pipelined request (then stop watching). */
+static void on_client_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct request *r = arg;
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n < 0 &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+		event_add(r->gone_ev, NULL);
+		return;
+	}
+	if (n > 0)
+		return;
+	client_gone(r);
+}
+
+static void watch_client(struct request *r)
+{
+	struct bufferevent *bev =
+		r->evcon ? evhttp_connection_get_bufferevent(r->evcon) : NULL;
+	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+
+	if (fd < 0)
+		return;
+	r->gone_ev = event_new(r->h->base, fd, EV_READ, on_client_readable, r);
+	if (r->gone_ev)
+		event_add(r->gone_ev, NULL);
 }
 
 static json_t *plan_to_json(const struct plan *plan)
@@ -359,6 +475,7 @@ static void handle_query(struct request *r)
 		pf_err_set(&err, 500, "internal", "", "out of memory");
 		goto fail;
 	}
+	watch_client(r);
 	return;
 fail:
 	http_reply_error(r, &err);
@@ -385,7 +502,8 @@ static bool authorized(struct request *r)
 		return true;
 	auth = evhttp_find_header(evhttp_request_get_input_headers(r->req),
 				  "Authorization");
-	return auth && strncmp(auth, "Bearer ", 7) == 0 &&
+	/* The scheme is case-insensitive (RFC 7235), the token is not. */
+	return auth && strncasecmp(auth, "Bearer ", 7) == 0 &&
 	       token_matches(auth + 7, token);
 }
 
@@ -396,14 +514,7 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg)
 	/* libevent has detached the request; the reply will only free it.
 	 * Stop the database work now rather than when it ends. */
 	r->evcon = NULL;
-	if (r->exec) {
-		exec_cancel(r->exec);
-		on_exec_done(r->exec,
-			     &(struct pf_err){.status = 499,
-					      .code = "client_gone",
-					      .message = "client left"},
-			     r);
-	}
+	client_gone(r);
 }
 
 static void set_request_id(struct request *r)
@@ -477,11 +588,25 @@ static void on_request(struct evhttp_request *req, void *arg)
 		http_reply_error(r, &err);
 		return;
 	}
+	/* Past max_concurrent a request costs no parsing and no connection:
+	 * 503 at once, with Retry-After. Health checks are never refused. */
+	if (!route->public) {
+		if (h->busy >= h->cfg->max_concurrent) {
+			pf_err_set(&err, 503, "overloaded", "",
+				   "more than %d requests in flight",
+				   h->cfg->max_concurrent);
+			http_reply_error(r, &err);
+			return;
+		}
+		h->busy++;
+		r->counted = true;
+	}
 	r->route = route->path;
 	r->schema = catalog_get(h->cat);
 	if (!r->schema && route->handler != handle_healthz &&
 	    route->handler != handle_readyz &&
-	    route->handler != handle_metrics) {
+	    route->handler != handle_metrics &&
+	    route->handler != handle_openapi) {
 		pf_err_set(&err, 503, "database_unavailable", "",
 			   "the schema has not been loaded yet");
 		http_reply_error(r, &err);
@@ -527,7 +652,7 @@ struct http *http_new(struct event_base *base, const struct config *cfg,
 	/* The hard cap sits above the configured limit so that bodies up to
 	 * it get our JSON 413; past it libevent answers on its own. */
 	evhttp_set_max_body_size(h->evh, (ev_ssize_t)cfg->max_body * 4 + 65536);
-	evhttp_set_max_headers_size(h->evh, 64 * 1024);
+	evhttp_set_max_headers_size(h->evh, (ev_ssize_t)cfg->max_headers);
 	evhttp_set_timeout(h->evh, cfg->http_timeout_s);
 	evhttp_set_default_content_type(h->evh, "application/json");
 	evhttp_set_gencb(h->evh, on_request, h);
@@ -575,5 +700,5 @@ void http_stop_accepting(struct http *h)
 
 int http_in_flight(const struct http *h)
 {
-	return h->in_flight;
+	return h->in_flight + h->writing;
 }

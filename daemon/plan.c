@@ -683,8 +683,10 @@ static void render_sel(struct sbuf *s, const struct qbuild *qb, size_t i)
 		if (e->to_json)
 			sb_add(s, "to_json(");
 		sb_col(s, e->join, e->col);
+		/* json has no equality operator for DISTINCT; its text is the
+		 * same JSON and compares. */
 		if (e->to_json)
-			sb_add(s, ")");
+			sb_add(s, qb->qs->distinct ? ")::text" : ")");
 		break;
 	}
 }

@@ -42,7 +42,10 @@ pid=""
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	status=$?
-	trap - EXIT INT TERM HUP
+	# Ignored, not reset: check's runner, when stopped, signals its whole
+	# process group, which is ours, and the cleanup must still finish.
+	trap - EXIT
+	trap '' INT TERM HUP
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
 		kill -TERM "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true

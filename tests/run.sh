@@ -1,6 +1,7 @@
 #!/bin/sh
 # make test-only: runs BUILD_DIR/check_unit, then BUILD_DIR/check_integration
-# against a throwaway PostgreSQL cluster (database prefetchd_test loaded with
+# and tests/validate.py (the protocol against proto/'s JSON Schemas) against a
+# throwaway PostgreSQL cluster (database prefetchd_test loaded with
 # sql/schema.sql + sql/demo.sql), which is always stopped and removed at the
 # end. The last line is "N passed, N failed" over both runners (CI reads it);
 # the exit status is non-zero when a test failed or a runner crashed.
@@ -39,10 +40,17 @@ passed=0
 failed=0
 tmp=""
 pgdata=""
+runner=""
 
 cleanup() {
 	status=$?
-	trap - EXIT INT TERM HUP
+	# A second signal must not cut the cleanup short.
+	trap - EXIT
+	trap '' INT TERM HUP
+	if [ -n "$runner" ]; then
+		kill -TERM "$runner" 2>/dev/null || true
+		wait "$runner" 2>/dev/null || true
+	fi
 	if [ -n "$pgdata" ]; then
 		sh "$pgcluster" stop "$pgdata" >/dev/null 2>&1 || true
 	fi
@@ -72,12 +80,18 @@ run_checks() {
 		return
 	fi
 	echo "== $name"
-	{
-		rc=0
-		"$@" || rc=$?
-		echo "$rc" >"$tmp/$name.rc"
-	} 2>&1 | tee "$out"
-	rc=$(cat "$tmp/$name.rc" 2>/dev/null || echo 1)
+	# A direct child, so that cleanup can stop it, in a session of its own:
+	# check's runner answers SIGINT/SIGTERM by signalling its whole process
+	# group, which must not be ours (nor make's). Its output is shown as it
+	# comes.
+	setsid "$@" >"$out" 2>&1 &
+	runner=$!
+	tail -s 0.2 -n +1 -f --pid="$runner" "$out" &
+	shower=$!
+	rc=0
+	wait "$runner" || rc=$?
+	runner=""
+	wait "$shower" || true
 	sed -n 's/.*Checks: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\).*/\1 \2 \3/p' \
 		"$out" >"$tmp/$name.counts"
 	bad=0
@@ -140,6 +154,18 @@ if setup_database; then
 		echo "--- ${log#"$PFTEST_TMPDIR"/} (a failed test's prefetchd, last 30 lines)"
 		tail -n 30 "$log"
 	done
+	# The protocol against its JSON Schemas and OpenAPI document
+	# (proto/): every example and case through a prefetchd of its own.
+	# Debian's python3 first: python3-jsonschema is installed there.
+	python=/usr/bin/python3
+	[ -x "$python" ] || python=$(command -v python3 || echo python3)
+	run_checks protocol "$python" "$root/tests/validate.py" \
+		--spawn "$PFTEST_BIN" --database-url \
+		"host=$PFTEST_PGHOST port=$PFTEST_PGPORT dbname=$PFTEST_DB user=postgres"
+	# The Django bridge (proto/django): fetch(qs) against Django 3.2's own
+	# evaluation, through a prefetchd of its own with the overlay that
+	# prefetchd_overlay writes (python3-django, python3-psycopg2).
+	run_checks django "$python" "$root/proto/django/tests/run.py"
 else
 	echo "run.sh: could not set up the test database; integration tests not run" >&2
 	failed=$((failed + 1))

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +34,10 @@
 
 #define START_TIMEOUT_MS 10000
 #define STOP_TIMEOUT_MS 15000
+/* Under PFTEST_WRAPPER (valgrind): starting is slower, and stopping
+ * includes the wrapper's report. */
+#define WRAPPED_START_TIMEOUT_MS 60000
+#define WRAPPED_STOP_TIMEOUT_MS 60000
 #define HTTP_TIMEOUT_MS 10000
 #define RAW_TIMEOUT_MS 5000
 #define TEST_ROLE "pftest"
@@ -135,6 +140,19 @@ static const char *env(const char *name)
 			     "tests/run.sh (make test)",
 			     name);
 	return v;
+}
+
+/* $PFTEST_WRAPPER, or NULL when unset or empty. */
+static const char *wrapper(void)
+{
+	const char *w = getenv("PFTEST_WRAPPER");
+
+	return w != NULL && *w != '\0' ? w : NULL;
+}
+
+int pftest_wrapped(void)
+{
+	return wrapper() != NULL;
 }
 
 /* A conninfo value in single quotes, with \ and ' escaped. */
@@ -354,6 +372,15 @@ static void exec_daemon(char **argv, int logfd, int nullfd, pid_t parent)
 		signal(sigs[i], SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (getenv("PFTEST_WRAPPER") != NULL && *getenv("PFTEST_WRAPPER")) {
+		/* argv has room for this: see pfd_spawn. The shell splits
+		 * the wrapper into words and execs it, so the pid stays. */
+		argv -= 4;
+		argv[0] = "/bin/sh";
+		argv[1] = "-c";
+		argv[2] = "exec $PFTEST_WRAPPER \"$@\"";
+		argv[3] = "sh";
+	}
 	execv(argv[0], argv);
 	dprintf(2, "harness: cannot execute %s: %s\n", argv[0],
 		strerror(errno));
@@ -377,7 +404,9 @@ struct pfd *pfd_spawn(const char *const *extra_args)
 	p->per_test = g_in_test;
 	while (extra_args != NULL && extra_args[nextra] != NULL)
 		nextra++;
-	argv = xmalloc((nextra + 6) * sizeof(*argv));
+	/* 4 free slots in front, for exec_daemon's wrapper. */
+	argv = xmalloc((nextra + 10) * sizeof(*argv));
+	argv += 4;
 	argv[i++] = xstrdup(env("PFTEST_BIN"));
 	argv[i++] = xstrdup("--listen");
 	argv[i++] = xstrdup("127.0.0.1:0");
@@ -404,7 +433,7 @@ struct pfd *pfd_spawn(const char *const *extra_args)
 	close(nullfd);
 	for (i = 0; argv[i] != NULL; i++)
 		free(argv[i]);
-	free(argv);
+	free(argv - 4);
 	p->next = g_pfds;
 	g_pfds = p;
 	return p;
@@ -468,17 +497,17 @@ int pfd_wait_listening(struct pfd *p, int timeout_ms)
 struct pfd *pfd_start(const char *const *extra_args)
 {
 	struct pfd *p = pfd_spawn(extra_args);
+	int timeout = wrapper() ? WRAPPED_START_TIMEOUT_MS : START_TIMEOUT_MS;
 	const char *log;
 	char how[64];
 
-	if (pfd_wait_listening(p, START_TIMEOUT_MS) > 0)
+	if (pfd_wait_listening(p, timeout) > 0)
 		return p;
 	if (reap(p, 0)) {
 		snprintf(how, sizeof(how), "it exited with status %d",
 			 p->status);
 	} else {
-		snprintf(how, sizeof(how), "killed after %d ms",
-			 START_TIMEOUT_MS);
+		snprintf(how, sizeof(how), "killed after %d ms", timeout);
 		kill(p->pid, SIGKILL);
 		reap(p, 1);
 	}
@@ -494,6 +523,29 @@ struct pfd *pfd_start(const char *const *extra_args)
 int pfd_port(const struct pfd *p)
 {
 	return p->port;
+}
+
+int pfd_pid(const struct pfd *p)
+{
+	return (int)p->pid;
+}
+
+int pfd_open_fds(const struct pfd *p)
+{
+	char path[64];
+	DIR *d;
+	struct dirent *e;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)p->pid);
+	d = opendir(path);
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
 }
 
 int pfd_signal(struct pfd *p, int sig)
@@ -520,7 +572,8 @@ int pfd_stop(struct pfd *p)
 	if (reap(p, 0))
 		return p->status;
 	kill(p->pid, SIGTERM);
-	if (pfd_wait_exit(p, STOP_TIMEOUT_MS) >= 0)
+	if (pfd_wait_exit(p, wrapper() ? WRAPPED_STOP_TIMEOUT_MS
+				       : STOP_TIMEOUT_MS) >= 0)
 		return p->status;
 	kill(p->pid, SIGKILL);
 	reap(p, 1);
@@ -565,6 +618,10 @@ void pfd_free(struct pfd *p)
 		}
 	}
 	if (p->owner == getpid() && !reap(p, 0)) {
+		/* A wrapper reports at exit: let it (pfd_stop kills after
+		 * its timeout). */
+		if (wrapper())
+			pfd_stop(p);
 		kill(p->pid, SIGKILL);
 		reap(p, 1);
 	}
@@ -754,6 +811,50 @@ int http_do(int port, const char *method, const char *path, const char *body,
 {
 	return http_do_timeout(port, method, path, body, headers, out,
 			       HTTP_TIMEOUT_MS);
+}
+
+struct http_bg {
+	pthread_t thread;
+	int port;
+	const char *method, *path, *body;
+	const char *const *headers;
+	struct http_res res;
+	int rc;
+};
+
+static void *http_bg_main(void *arg)
+{
+	struct http_bg *bg = arg;
+
+	bg->rc = http_do(bg->port, bg->method, bg->path, bg->body, bg->headers,
+			 &bg->res);
+	return NULL;
+}
+
+struct http_bg *http_bg_start(int port, const char *method, const char *path,
+			      const char *body, const char *const *headers)
+{
+	struct http_bg *bg = xmalloc(sizeof(*bg));
+
+	*bg = (struct http_bg){.port = port,
+			       .method = method,
+			       .path = path,
+			       .body = body,
+			       .headers = headers};
+	if (pthread_create(&bg->thread, NULL, http_bg_main, bg) != 0)
+		ck_abort_msg("pthread_create failed");
+	return bg;
+}
+
+int http_bg_join(struct http_bg *bg, struct http_res *out)
+{
+	int rc;
+
+	pthread_join(bg->thread, NULL);
+	*out = bg->res;
+	rc = bg->rc;
+	free(bg);
+	return rc;
 }
 
 void http_res_cleanup(struct http_res *res)
@@ -1031,6 +1132,15 @@ void db_cluster_stop(void)
 
 void db_cluster_start(void)
 {
+	/* pgcluster.sh start would initdb a new cluster where run.sh's was
+	 * removed (run.sh interrupted): never leave such a server behind. */
+	char *version = xprintf("%s/PG_VERSION", env("PFTEST_PGDATA"));
+	int gone = access(version, F_OK) != 0;
+
+	free(version);
+	if (gone)
+		ck_abort_msg("the test cluster %s is gone",
+			     env("PFTEST_PGDATA"));
 	pgctl("start");
 }
 
@@ -1161,6 +1271,32 @@ void pftest_json_check(json_t *got, json_t *want, int subset, const char *file,
 	_ck_assert_failed(file, line, "JSON",
 			  "JSON differs at %s (%s)\n  got:  %s\n  want: %s",
 			  d.path, d.why, g, w);
+}
+
+void pftest_error_check(const struct http_res *res, int status,
+			const char *code, const char *file, int line)
+{
+	json_t *err = json_object_get(res->json, "error");
+	const char *got = json_string_value(json_object_get(err, "code"));
+
+	if (res->status != status)
+		_ck_assert_failed(file, line, "HTTP status",
+				  "status %d instead of %d: %s", res->status,
+				  status, tail(res->body, 1500));
+	if (res->content_type == NULL ||
+	    strstr(res->content_type, "application/json") == NULL)
+		_ck_assert_failed(file, line, "Content-Type",
+				  "Content-Type %s instead of application/json",
+				  res->content_type ? res->content_type
+						    : "(none)");
+	if (!json_is_object(err) ||
+	    json_integer_value(json_object_get(err, "status")) != status ||
+	    got == NULL || strcmp(got, code) != 0 ||
+	    !json_is_string(json_object_get(err, "message")) ||
+	    !json_is_string(json_object_get(err, "at")))
+		_ck_assert_failed(file, line, "error body",
+				  "not a %d %s error body: %s", status, code,
+				  tail(res->body, 1500));
 }
 
 /* --- fixture --- */

@@ -52,7 +52,14 @@ struct pfd;
  * The harness kills and frees it after the test if the test does not. */
 struct pfd *pfd_start(const char *const *extra_args);
 
-/* The same without waiting, for daemons expected to refuse to start. */
+/* The same without waiting, for daemons expected to refuse to start.
+ *
+ * With PFTEST_WRAPPER set (words split by the shell, e.g. "valgrind
+ * --leak-check=full"), the daemon runs as $PFTEST_WRAPPER prefetchd ...:
+ * the wrapper must exec the daemon in its own process (valgrind does), so
+ * pids, signals and /proc stay the daemon's. Timeouts for starting and
+ * stopping are then longer, and the harness stops daemons with SIGTERM
+ * (SIGKILL only after 60 s) so that the wrapper can report at exit. */
 struct pfd *pfd_spawn(const char *const *extra_args);
 
 /* Waits up to timeout_ms for the "listening on" line: the port, or -1 if
@@ -60,6 +67,17 @@ struct pfd *pfd_spawn(const char *const *extra_args);
 int pfd_wait_listening(struct pfd *p, int timeout_ms);
 
 int pfd_port(const struct pfd *p);
+
+/* The daemon's process id. */
+int pfd_pid(const struct pfd *p);
+
+/* The number of file descriptors the daemon has open (entries of
+ * /proc/PID/fd), or -1 when it has exited. */
+int pfd_open_fds(const struct pfd *p);
+
+/* Whether the harness runs daemons under PFTEST_WRAPPER (slower: tests
+ * that time things may allow more). */
+int pftest_wrapped(void);
 
 /* Everything the daemon has logged so far; valid until the next call. */
 const char *pfd_log(struct pfd *p);
@@ -108,6 +126,18 @@ int http_do(int port, const char *method, const char *path, const char *body,
 
 void http_res_cleanup(struct http_res *res);
 
+/* http_do on a thread of its own, for requests that must be in flight
+ * while the test does something else (a signal, a database restart).
+ * The arguments must outlive the join. Returns NULL when no thread could
+ * be started (the test fails). */
+struct http_bg;
+struct http_bg *http_bg_start(int port, const char *method, const char *path,
+			      const char *body, const char *const *headers);
+
+/* Waits for the request: http_do's return value, *out filled as by
+ * http_do (clean it up). Frees bg. */
+int http_bg_join(struct http_bg *bg, struct http_res *out);
+
 /* Sends len raw bytes to 127.0.0.1:port and reads the reply until the peer
  * closes, a complete response (by Content-Length) has arrived, or 5 s have
  * passed. *reply: a malloc'd NUL-terminated string (free it). Returns the
@@ -146,6 +176,14 @@ void db_cluster_stop(void);
 void db_cluster_start(void);
 
 /* --- JSON --- */
+
+/* Fails unless res is a JSON response (Content-Type application/json)
+ * with DESIGN.md §1's error body of that status and code, and a message. */
+#define ck_assert_http_error(res, status, code)                                \
+	pftest_error_check((res), (status), (code), __FILE__, __LINE__)
+
+void pftest_error_check(const struct http_res *res, int status,
+			const char *code, const char *file, int line);
 
 /* Fails the test unless got equals want (json_equal). The message gives the
  * first differing path ($.models[3].name) and both values, compactly; the

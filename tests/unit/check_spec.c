@@ -49,7 +49,7 @@ struct bad_case {
 
 static const struct bad_case bad_cases[] = {
 	/* not JSON, or not an object */
-	{"", 400, "bad_json", "", "not valid JSON"},
+	{"", 400, "bad_json", "", "the body is empty"},
 	{"not json", 400, "bad_json", "", "not valid JSON"},
 	{"{\"model\":\"book\"", 400, "bad_json", "", NULL},
 	{"{\"model\":\"book\"} x", 400, "bad_json", "", NULL},

@@ -1,0 +1,448 @@
+#!/bin/sh
+# make bench: prefetchd against PostgreSQL's own cost for the same object
+# graphs (issue 5). Usage: sh tests/bench/run.sh BINARY   (make bench builds
+# build/bench/prefetchd with -O2 and no sanitizers and calls this.)
+#
+# The data: a private cluster in .pgbench-data/ (tests/pgcluster.sh), created
+# on first use and then reused; database prefetchd_bench is (re)loaded with
+# sql/schema.sql + sql/bench.sql when either is newer than the last load
+# (about 20 s). The cluster is tuned once for a benchmark (shared_buffers
+# 512MB, effective_cache_size 4GB, random_page_cost 1.1, jit off) and is
+# stopped at the end if this script started it. Remove .pgbench-data/ to
+# start over.
+#
+# For each workload tests/bench/wN_*.json (the request body) and
+# wN_*.lateral.sql (the same graph as one PostgREST-style json_agg + LATERAL
+# statement, written by hand) it measures, at 1 connection (wrk -t1 -c1,
+# pgbench -c1 -j1) and at 8 (wrk -t2 -c8, pgbench -c8 -j2):
+#   pf      prefetchd as built, under wrk (tests/bench/post.lua POSTs the spec)
+#   pf+nd   the same binary with TCP_NODELAY set on accepted sockets by an
+#           LD_PRELOAD shim (tests/bench/nodelay.c): what the daemon would do
+#           without the Nagle/delayed-ACK stall on keep-alive connections
+#   stmts   pgbench -M prepared -n on the very transaction prefetchd sends
+#           (from POST /query?debug=1: BEGIN ISOLATION LEVEL REPEATABLE READ
+#           READ ONLY, each statement with its $n replaced by the quoted
+#           literal prefetchd sent, COMMIT; see stmts.jq). pgbench prepares
+#           each statement once per connection (no parameters left), then
+#           only binds and executes: one round trip per statement.
+#   lateral pgbench -M prepared -n on the one json_agg statement (alone,
+#           autocommit: one round trip)
+# Each is run BENCH_REPS times for BENCH_SECONDS after a BENCH_WARMUP s
+# warm-up, the four tools interleaved within a repetition; the table shows
+# medians over the repetitions of transactions/s and of the median latency.
+# Peak RSS of prefetchd (VmHWM, reset through /proc/PID/clear_refs before
+# each run) and idle RSS (VmRSS once ready, and at the end) are read from
+# /proc. The table goes to stdout and to tests/bench/results.md
+# (BENCH_RESULTS overrides). BENCH_ONLY=REGEX picks workloads by file name.
+# Before measuring, each workload's lateral statement is checked to build
+# the same graph as prefetchd (jq -S on both).
+set -eu
+
+[ $# -eq 1 ] || {
+	echo "usage: $0 BINARY" >&2
+	exit 2
+}
+bin=$1
+case $bin in
+/*) ;;
+*) bin=$(pwd)/$bin ;;
+esac
+[ -x "$bin" ] || {
+	echo "bench: $bin is not an executable" >&2
+	exit 1
+}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bench="$root/tests/bench"
+pgcluster="$root/tests/pgcluster.sh"
+cluster="$root/.pgbench-data"
+results=${BENCH_RESULTS:-$bench/results.md}
+secs=${BENCH_SECONDS:-2}
+reps=${BENCH_REPS:-3}
+warm=${BENCH_WARMUP:-1}
+only=${BENCH_ONLY:-.}
+db=prefetchd_bench
+
+for tool in wrk pgbench jq curl cc; do
+	command -v "$tool" >/dev/null 2>&1 || {
+		echo "bench: $tool is missing (make bench installs wrk and jq)" >&2
+		exit 1
+	}
+done
+
+tmp=""
+pid=""
+ndpid=""
+started_cluster=0
+t_start=$(date +%s)
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+	status=$?
+	trap - EXIT INT TERM HUP
+	for p in $pid $ndpid; do
+		if kill -0 "$p" 2>/dev/null; then
+			kill -TERM "$p" 2>/dev/null || true
+			wait "$p" 2>/dev/null || true
+		fi
+	done
+	if [ "$started_cluster" -eq 1 ]; then
+		sh "$pgcluster" stop "$cluster" || true
+	fi
+	[ -z "$tmp" ] || rm -rf "$tmp"
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/prefetchd-bench.XXXXXX")
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- the cluster and the data ----
+
+if ! sh "$pgcluster" status "$cluster" >/dev/null 2>&1; then
+	started_cluster=1
+	sh "$pgcluster" start "$cluster"
+fi
+eval "$(sh "$pgcluster" env "$cluster" "$db")"
+psql_q() {
+	PGOPTIONS='-c client_min_messages=warning' \
+		sh "$pgcluster" psql "$cluster" -q -v ON_ERROR_STOP=1 "$@"
+}
+if [ ! -f "$cluster/bench.tuned" ]; then
+	echo "bench: tuning the bench cluster (restart)"
+	psql_q -d postgres \
+		-c "ALTER SYSTEM SET shared_buffers = '512MB'" \
+		-c "ALTER SYSTEM SET effective_cache_size = '4GB'" \
+		-c "ALTER SYSTEM SET random_page_cost = 1.1" \
+		-c "ALTER SYSTEM SET jit = off"
+	sh "$pgcluster" stop "$cluster"
+	sh "$pgcluster" start "$cluster"
+	touch "$cluster/bench.tuned"
+fi
+marker="$cluster/$db.loaded"
+if [ ! -f "$marker" ] || [ -n "$(find "$root/sql/schema.sql" \
+	"$root/sql/bench.sql" -newer "$marker" 2>/dev/null)" ]; then
+	echo "bench: loading sql/schema.sql and sql/bench.sql into $db (~20 s)"
+	psql_q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
+		-c "CREATE DATABASE $db"
+	psql_q -d "$db" -f "$root/sql/schema.sql" -f "$root/sql/bench.sql"
+	touch "$marker"
+fi
+pgversion=$(psql_q -d "$db" -Atc 'SHOW server_version')
+
+# ---- prefetchd ----
+
+cc -O2 -shared -fPIC -o "$tmp/nodelay.so" "$bench/nodelay.c" -ldl
+
+url="host=$PGHOST port=$PGPORT dbname=$db user=postgres"
+# Starts the binary on a free port; sets $1 to its pid and $2 to its port.
+start_daemon() {
+	log=$tmp/$3.log
+	if [ "$3" = nd ]; then
+		LD_PRELOAD="$tmp/nodelay.so" "$bin" --listen 127.0.0.1:0 \
+			--database-url "$url" 2>"$log" &
+	else
+		"$bin" --listen 127.0.0.1:0 --database-url "$url" 2>"$log" &
+	fi
+	_p=$!
+	eval "$1=$_p"
+	n=0
+	_port=""
+	while [ -z "$_port" ]; do
+		_port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
+		n=$((n + 1))
+		if [ "$n" -gt 100 ] || ! kill -0 "$_p" 2>/dev/null; then
+			cat "$log" >&2
+			echo "bench: prefetchd did not start" >&2
+			exit 1
+		fi
+		[ -n "$_port" ] || sleep 0.1
+	done
+	eval "$2=$_port"
+	n=0
+	until curl -sf "http://127.0.0.1:$_port/readyz" >/dev/null; do
+		n=$((n + 1))
+		[ "$n" -lt 100 ] || {
+			echo "bench: prefetchd never became ready" >&2
+			exit 1
+		}
+		sleep 0.1
+	done
+}
+start_daemon pid port pf
+start_daemon ndpid ndport nd
+kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+sleep 0.5
+idle_kb=$(kb "$pid" VmRSS)
+
+# ---- measuring ----
+
+raw=$tmp/raw.tsv # workload tool conns tps p50_us
+: >"$raw"
+peaks=$tmp/peaks.tsv # workload conns peak_kb
+: >"$peaks"
+info=$tmp/info.tsv # workload rows bytes queries same
+: >"$info"
+errors=0
+
+# wrk on prefetchd: $1 port, $2 conns, $3 threads, $4 secs, $5 spec.
+run_wrk() {
+	out=$(wrk -t"$3" -c"$2" -d"$4"s --timeout 120s -s "$bench/post.lua" \
+		"http://127.0.0.1:$1/query" -- "$5" 2>&1 | grep '^WRK ') || {
+		echo "0 0 1"
+		return
+	}
+	echo "$out" | awk '{
+		for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+		bad = v["non2xx"] + v["errors"]
+		printf "%.2f %d %d\n", v["requests"] / (v["duration_us"] / 1e6), v["p50_us"], bad
+	}'
+}
+
+# pgbench: $1 script, $2 conns, $3 threads, $4 secs.
+run_pgbench() {
+	rm -f "$tmp"/pgb.*
+	out=$(pgbench -n -M prepared -f "$1" -c "$2" -j "$3" -T "$4" \
+		-l --log-prefix="$tmp/pgb" "$db" 2>&1) || {
+		echo "$out" >&2
+		echo "0 0 1"
+		return
+	}
+	tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1)
+	failed=$(echo "$out" | sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p')
+	p50=$(cat "$tmp"/pgb.* | awk '{ print $3 }' | sort -n |
+		awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)]; else print 0 }')
+	echo "${tps:-0} $p50 ${failed:-0}"
+}
+
+record() { # workload tool conns "tps p50 bad"
+	set -- "$1" "$2" "$3" $4
+	echo "$1	$2	$3	$4	$5" >>"$raw"
+	if [ "$6" != 0 ]; then
+		echo "bench: $1 $2 c$3: $6 failed requests/transactions" >&2
+		errors=$((errors + 1))
+	fi
+}
+
+reset_peak() { echo 5 >"/proc/$pid/clear_refs"; }
+
+workloads=$(cd "$bench" && ls w*.json | sed 's/\.json$//' | grep -E "$only")
+[ -n "$workloads" ] || {
+	echo "bench: no workload matches $only" >&2
+	exit 1
+}
+
+for w in $workloads; do
+	spec="$bench/$w.json"
+	lateral="$bench/$w.lateral.sql"
+	script="$tmp/$w.stmts.sql"
+	echo "bench: $w"
+	curl -sf "http://127.0.0.1:$port/query?debug=1" -d @"$spec" >"$tmp/debug.json" || {
+		echo "bench: $w: prefetchd refused the spec" >&2
+		exit 1
+	}
+	jq -r -f "$bench/stmts.jq" "$tmp/debug.json" >"$script"
+	rows=$(jq '.stats.rows' "$tmp/debug.json")
+	queries=$(jq '.stats.queries' "$tmp/debug.json")
+	bytes=$(curl -sf -o "$tmp/body.json" -w '%{size_download}' \
+		"http://127.0.0.1:$port/query" -d @"$spec")
+	jq -S .results "$tmp/body.json" >"$tmp/a.json"
+	psql_q -d "$db" -At -f "$lateral" | jq -S . >"$tmp/b.json"
+	if cmp -s "$tmp/a.json" "$tmp/b.json"; then same=yes; else
+		same=NO
+		errors=$((errors + 1))
+		echo "bench: $w: the lateral statement builds another graph" >&2
+	fi
+	rm -f "$tmp/a.json" "$tmp/b.json" "$tmp/body.json"
+	echo "$w	$rows	$bytes	$queries	$same" >>"$info"
+
+	run_wrk "$port" 8 2 "$warm" "$spec" >/dev/null
+	run_wrk "$ndport" 8 2 "$warm" "$spec" >/dev/null
+	run_pgbench "$script" 8 2 "$warm" >/dev/null
+	run_pgbench "$lateral" 8 2 "$warm" >/dev/null
+
+	peak1=0
+	peak8=0
+	r=0
+	while [ "$r" -lt "$reps" ]; do
+		r=$((r + 1))
+		for cj in 1:1 8:2; do
+			c=${cj%:*}
+			j=${cj#*:}
+			reset_peak
+			record "$w" pf "$c" "$(run_wrk "$port" "$c" "$j" "$secs" "$spec")"
+			k=$(kb "$pid" VmHWM)
+			if [ "$c" -eq 1 ]; then
+				[ "$k" -le "$peak1" ] || peak1=$k
+			else
+				[ "$k" -le "$peak8" ] || peak8=$k
+			fi
+			record "$w" nd "$c" "$(run_wrk "$ndport" "$c" "$j" "$secs" "$spec")"
+			record "$w" stmts "$c" "$(run_pgbench "$script" "$c" "$j" "$secs")"
+			record "$w" lateral "$c" "$(run_pgbench "$lateral" "$c" "$j" "$secs")"
+		done
+	done
+	echo "$w	1	$peak1" >>"$peaks"
+	echo "$w	8	$peak8" >>"$peaks"
+done
+
+end_kb=$(kb "$pid" VmRSS)
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+t_total=$(($(date +%s) - t_start))
+
+# ---- the table ----
+
+# One line per workload: rows bytes queries same, then per tool and conns
+# the median tps and median p50, then the peaks.
+summary=$tmp/summary.tsv
+awk -F'\t' '
+function median(s,   n, a, i, j, t) {
+	n = split(s, a, " ")
+	for (i = 2; i <= n; i++) {
+		t = a[i]
+		for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]
+		a[j + 1] = t
+	}
+	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+FILENAME == ARGV[1] { order[++nw] = $1; info[$1] = $2 "\t" $3 "\t" $4 "\t" $5; next }
+FILENAME == ARGV[2] { peak[$1, $2] = $3; next }
+{ tps[$1, $2, $3] = tps[$1, $2, $3] " " $4; lat[$1, $2, $3] = lat[$1, $2, $3] " " $5 }
+END {
+	for (i = 1; i <= nw; i++) {
+		w = order[i]
+		line = w "\t" info[w]
+		split("pf nd stmts lateral", tools, " ")
+		for (t = 1; t <= 4; t++)
+			for (c = 1; c <= 8; c += 7)
+				line = line "\t" median(tps[w, tools[t], c]) "\t" median(lat[w, tools[t], c])
+		print line "\t" peak[w, 1] "\t" peak[w, 8]
+	}
+}' "$info" "$peaks" "$raw" >"$summary"
+
+# Columns of summary: 1 w, 2 rows, 3 bytes, 4 queries, 5 same,
+# pf: 6 tps1 7 lat1 8 tps8 9 lat8; nd: 10-13; stmts: 14-17; lateral: 18-21;
+# 22 peak1 kB, 23 peak8 kB.
+render() {
+	awk -F'\t' -v idle_kb="$idle_kb" -v end_kb="$end_kb" '
+	function ms(us) { return sprintf("%.2f", us / 1000) }
+	function r2(x) { return sprintf("%.2f", x) }
+	function mark(ok) { return ok ? "✓" : "✗" }
+	function short(w) { sub(/_.*/, "", w); return toupper(w) }
+	{
+		n++; w[n] = $1; for (i = 1; i <= NF; i++) v[n, i] = $i
+		id[short($1)] = n
+	}
+	END {
+		print "### Throughput, 8 connections (transactions/s, median)"
+		print ""
+		print "| workload | rows | response | pf | pf+nd | stmts | lateral | pf/stmts ≥ 0.8 | pf+nd/stmts | pf/lateral ≥ 1.5 | pf+nd/lateral | lateral cost ×stmts | same graph |"
+		print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+		for (i = 1; i <= n; i++) {
+			a = v[i, 8] / v[i, 16]; b = v[i, 12] / v[i, 16]
+			c = v[i, 8] / v[i, 20]; d = v[i, 12] / v[i, 20]
+			e = v[i, 16] / v[i, 20]
+			printf "| %s | %d | %.2f MB | %.1f | %.1f | %.1f | %.1f | %s %s | %s %s | %s %s | %s %s | %s | %s |\n",
+				w[i], v[i, 2], v[i, 3] / 1e6, v[i, 8], v[i, 12], v[i, 16], v[i, 20],
+				r2(a), mark(a >= 0.8), r2(b), mark(b >= 0.8),
+				r2(c), mark(c >= 1.5), r2(d), mark(d >= 1.5), r2(e), v[i, 5]
+		}
+		print ""
+		print "### Latency, 1 connection (ms, median)"
+		print ""
+		print "| workload | pf | pf+nd | stmts | lateral | pf/stmts ≤ 1.25 | pf+nd/stmts | pf tps | stmts tps |"
+		print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+		for (i = 1; i <= n; i++) {
+			a = v[i, 7] / v[i, 15]; b = v[i, 11] / v[i, 15]
+			printf "| %s | %s | %s | %s | %s | %s %s | %s %s | %.1f | %.1f |\n",
+				w[i], ms(v[i, 7]), ms(v[i, 11]), ms(v[i, 15]), ms(v[i, 19]),
+				r2(a), mark(a <= 1.25), r2(b), mark(b <= 1.25), v[i, 6], v[i, 14]
+		}
+		print ""
+		print "### Memory of prefetchd (pf)"
+		print ""
+		print "| workload | response | peak RSS, 1 conn | peak RSS, 8 conns | budget 64 MB + 2 × response | 8 conns within |"
+		print "|---|---:|---:|---:|---:|---|"
+		maxpeak = 0
+		for (i = 1; i <= n; i++) {
+			budget = 64 * 1024 + 2 * v[i, 3] / 1024
+			printf "| %s | %.2f MB | %.1f MB | %.1f MB | %.1f MB | %s |\n",
+				w[i], v[i, 3] / 1e6, v[i, 22] / 1024, v[i, 23] / 1024,
+				budget / 1024, mark(v[i, 23] <= budget)
+			if (v[i, 23] > maxpeak) maxpeak = v[i, 23]
+			if (v[i, 3] > maxresp) maxresp = v[i, 3]
+		}
+		print ""
+		print "### Targets"
+		print ""
+		print "| target | measured | |"
+		print "|---|---|---|"
+		worst = 1e9; ok = 1; list = ""
+		for (i = 1; i <= n; i++) { a = v[i, 8] / v[i, 16]; if (a < worst) worst = a; if (a < 0.8) list = list " " short(w[i]) }
+		printf "| throughput, 8 conns ≥ 0.8 × stmts | worst %s%s | %s |\n", r2(worst), list ? ", below:" list : "", mark(list == "")
+		worst = 1e9; list = ""
+		for (i = 1; i <= n; i++) { a = v[i, 8] / v[i, 20]; if (a < worst) worst = a; if (a < 1.5) list = list " " short(w[i]) }
+		printf "| throughput, 8 conns ≥ 1.5 × lateral | worst %s%s | %s |\n", r2(worst), list ? ", below:" list : "", mark(list == "")
+		worst = 0; list = ""
+		for (i = 1; i <= n; i++) { a = v[i, 7] / v[i, 15]; if (a > worst) worst = a; if (a > 1.25) list = list " " short(w[i]) }
+		printf "| latency, 1 conn ≤ 1.25 × stmts | worst %s%s | %s |\n", r2(worst), list ? ", above:" list : "", mark(list == "")
+		if (("W5" in id) && ("W5B" in id)) {
+			a = v[id["W5"], 7] / v[id["W5B"], 7]
+			printf "| slice: W5 (100,000 children) ≤ 1.5 × W5b (10), 1 conn | %s ms / %s ms = %s | %s |\n",
+				ms(v[id["W5"], 7]), ms(v[id["W5B"], 7]), r2(a), mark(a <= 1.5)
+		}
+		if (("W1" in id) && ("W6" in id)) {
+			p = id["W1"]; q = id["W6"]
+			s1 = v[p, 7] / v[p, 2]; s6 = v[q, 7] / v[q, 2]
+			a = s6 / s1
+			printf "| scale: µs per row, W6 (%d rows) within 1.5× of W1 (%d rows), 1 conn | %.3f / %.3f = %s | %s |\n",
+				v[q, 2], v[p, 2], s6, s1, r2(a), mark(a <= 1.5 && a >= 1 / 1.5)
+			s1 = v[p, 11] / v[p, 2]; s6 = v[q, 11] / v[q, 2]
+			a = s6 / s1
+			printf "| same, pf+nd | %.3f / %.3f = %s | %s |\n", s6, s1, r2(a), mark(a <= 1.5 && a >= 1 / 1.5)
+		}
+		printf "| idle RSS < 10 MB | %.1f MB once ready, %.1f MB after the run | %s |\n",
+			idle_kb / 1024, end_kb / 1024, mark(idle_kb < 10240 && end_kb < 10240)
+		budget = 64 * 1024 + 2 * maxresp / 1024
+		printf "| peak RSS < 64 MB + 2 × largest response (%.1f MB) | %.1f MB | %s |\n",
+			budget / 1024, maxpeak / 1024, mark(maxpeak <= budget)
+	}' "$summary"
+}
+
+table=$(render)
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+mem=$(awk '/^MemTotal:/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo)
+wrkv=$(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)
+{
+	echo "# prefetchd benchmark results"
+	echo
+	echo "Written by \`make bench\` (tests/bench/run.sh) on $(date -u '+%Y-%m-%d %H:%M UTC')."
+	echo
+	echo "- machine: $(nproc) cores ($cpu), $mem RAM, Linux $(uname -r)"
+	echo "- PostgreSQL $pgversion (private cluster .pgbench-data/, unix socket, fsync off,"
+	echo "  shared_buffers 512MB, random_page_cost 1.1, jit off, pg_stat_statements loaded),"
+	echo "  $wrkv, pgbench $(pgbench --version | awk '{ print $NF }')"
+	echo "- command: \`make bench\` = \`sh tests/bench/run.sh build/bench/prefetchd\` with"
+	echo "  BENCH_SECONDS=$secs BENCH_REPS=$reps BENCH_WARMUP=$warm; total $t_total s"
+	echo "- load average before / after: $load_before / $load_after (the machine is shared:"
+	echo "  prefetchd, PostgreSQL and the load generator share the same $(nproc) cores)"
+	echo "- pf = prefetchd as built; pf+nd = the same binary with TCP_NODELAY on accepted"
+	echo "  sockets (LD_PRELOAD tests/bench/nodelay.c); stmts = pgbench -M prepared on the"
+	echo "  transaction prefetchd sends (its ?debug=1 SQL, parameters inlined as literals);"
+	echo "  lateral = pgbench -M prepared on one json_agg + LEFT JOIN LATERAL statement"
+	echo "  building the same graph (checked: \"same graph\")"
+	echo
+	echo "$table"
+	if [ "$errors" -gt 0 ]; then
+		echo
+		echo "**$errors problem(s) during the run: see its output.**"
+	fi
+} >"$results"
+
+echo
+echo "$table"
+echo
+echo "bench: $t_total s; written to $results"
+[ "$errors" -eq 0 ]
