@@ -151,9 +151,8 @@ static void map_error(const PGresult *res, int q, const struct plan *plan,
 		pf_err_set(err, 422, "bad_value", "", "%s",
 			   msg ? msg : "invalid value");
 	} else if ((!strncmp(state, "08", 2) && strcmp(state, "08P01")) ||
-		   !strncmp(state, "53", 2) ||
-		   !strcmp(state, "57P01") || !strcmp(state, "57P02") ||
-		   !strcmp(state, "57P03")) {
+		   !strncmp(state, "53", 2) || !strcmp(state, "57P01") ||
+		   !strcmp(state, "57P02") || !strcmp(state, "57P03")) {
 		log_warn("exec: database unavailable (SQLSTATE %s): %s", state,
 			 msg ? msg : "");
 		pf_err_set(err, 503, "database_unavailable", "",

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "resolve.h"
+#include "vec.h"
 
 #define OOM(err) pf_err_set(err, 500, "internal", "", "out of memory")
 
@@ -126,18 +127,6 @@ struct pb {
 	struct pf_err *err;
 };
 
-static void *grow(void *arrp, size_t *n, size_t sz)
-{
-	void **arr = arrp;
-	char *p = realloc(*arr, (*n + 1) * sz);
-
-	if (!p)
-		return NULL;
-	memset(p + *n * sz, 0, sz);
-	*arr = p;
-	return p + (*n)++ * sz;
-}
-
 /* The select list position of an entry, added when missing. raw: the
  * column's own text is needed (keys, DISTINCT's ORDER BY), not to_json. */
 static int ensure(struct pb *b, int q, enum sel_kind kind, int join,
@@ -154,7 +143,7 @@ static int ensure(struct pb *b, int q, enum sel_kind kind, int join,
 		    s->to_json == to_json)
 			return (int)i;
 	}
-	s = grow(&qb->sel, &qb->nsel, sizeof(*s));
+	s = vec_push(&qb->sel, &qb->nsel, sizeof(*s));
 	if (!s)
 		return OOM(b->err);
 	*s = (struct sel){kind, join, col, to_json};
@@ -165,7 +154,7 @@ static int add_node(struct pb *b, enum plan_node_kind kind, int src, int parent,
 		    int join)
 {
 	struct plan_node *n =
-		grow(&b->plan->nodes, &b->plan->nnodes, sizeof(*n));
+		vec_push(&b->plan->nodes, &b->plan->nnodes, sizeof(*n));
 	size_t count = b->plan->nnodes;
 	int *nj;
 
@@ -191,7 +180,7 @@ static int add_field(struct pb *b, int node, const struct schema_column *col)
 	if (c < 0)
 		return -1;
 	n = &b->plan->nodes[node];
-	f = grow(&n->fields, &n->nfields, sizeof(*f));
+	f = vec_push(&n->fields, &n->nfields, sizeof(*f));
 	if (!f || !(f->name = strdup(col->name)))
 		return OOM(b->err);
 	f->col = c;
@@ -204,7 +193,7 @@ static struct plan_edge *add_edge(struct pb *b, int node,
 				  bool to_many)
 {
 	struct plan_node *n = &b->plan->nodes[node];
-	struct plan_edge *e = grow(&n->edges, &n->nedges, sizeof(*e));
+	struct plan_edge *e = vec_push(&n->edges, &n->nedges, sizeof(*e));
 
 	if (!e || !(e->name = strdup(name))) {
 		OOM(b->err);
@@ -219,7 +208,7 @@ static struct plan_edge *add_edge(struct pb *b, int node,
 static int add_query(struct pb *b, const struct rlevel *lv, int depth)
 {
 	struct plan_query *q =
-		grow(&b->plan->queries, &b->plan->nqueries, sizeof(*q));
+		vec_push(&b->plan->queries, &b->plan->nqueries, sizeof(*q));
 	struct qbuild *qb;
 	size_t n = b->plan->nqueries;
 
@@ -326,7 +315,7 @@ static int build_query_level(struct pb *b, int node, const struct rlevel *lv,
 	e->match_col = match;
 	if (build_joined(b, child, lv->qs.select, lv->qs.nselect) < 0)
 		return -1;
-	bt = grow(&b->built, &b->nbuilt, sizeof(*bt));
+	bt = vec_push(&b->built, &b->nbuilt, sizeof(*bt));
 	if (!bt)
 		return OOM(b->err);
 	*bt = (struct built){lv, q, child};
@@ -358,7 +347,7 @@ static int build_alias_level(struct pb *b, int node, const struct rlevel *lv,
 	for (size_t i = 0; i < b->plan->nodes[tnode].nfields; i++) {
 		struct plan_node *cn = &b->plan->nodes[child];
 		struct plan_field *f =
-			grow(&cn->fields, &cn->nfields, sizeof(*f));
+			vec_push(&cn->fields, &cn->nfields, sizeof(*f));
 		const struct plan_field *tf = &b->plan->nodes[tnode].fields[i];
 		if (!f || !(f->name = strdup(tf->name)))
 			return OOM(b->err);
@@ -376,7 +365,7 @@ static int build_alias_level(struct pb *b, int node, const struct rlevel *lv,
 static int defer_alias(struct pb *b, int node, const struct rlevel *lv,
 		       int depth)
 {
-	struct pending *pd = grow(&b->pending, &b->npending, sizeof(*pd));
+	struct pending *pd = vec_push(&b->pending, &b->npending, sizeof(*pd));
 
 	if (!pd)
 		return OOM(b->err);
@@ -431,7 +420,7 @@ static int build_backref_level(struct pb *b, int node, const struct rlevel *lv,
 	for (size_t i = 0; i < g->nfields; i++) {
 		struct plan_node *cn = &b->plan->nodes[child];
 		struct plan_field *f =
-			grow(&cn->fields, &cn->nfields, sizeof(*f));
+			vec_push(&cn->fields, &cn->nfields, sizeof(*f));
 		g = &b->plan->nodes[grand];
 		if (!f || !(f->name = strdup(g->fields[i].name)))
 			return OOM(b->err);
@@ -484,6 +473,16 @@ static void sb_col(struct sbuf *s, int join, const struct schema_column *col)
 	sb_ident(s, col->name);
 }
 
+/* The target table of many-to-many join i, on its junction j<i>. */
+static void sb_target_on_junction(struct sbuf *s, const struct rjoin *j, int i)
+{
+	sb_table(s, j->model->schema_name, j->model->table);
+	sb_add(s, " t%d ON ", i);
+	sb_col(s, i, j->rel->to_column);
+	sb_add(s, " = j%d.", i);
+	sb_ident(s, j->rel->through_to);
+}
+
 /* The tables a join adds, and the ON of each. In an EXISTS the first join
  * of the scope is rendered by render_exists instead. */
 static void render_join(struct sbuf *s, const struct rqs *qs, int i)
@@ -511,11 +510,7 @@ static void render_join(struct sbuf *s, const struct rqs *qs, int i)
 		sb_add(s, " = ");
 		sb_col(s, j->parent, r->from_column);
 		sb_add(s, "%s", kw);
-		sb_table(s, j->model->schema_name, j->model->table);
-		sb_add(s, " t%d ON ", i);
-		sb_col(s, i, r->to_column);
-		sb_add(s, " = j%d.", i);
-		sb_ident(s, r->through_to);
+		sb_target_on_junction(s, j, i);
 		return;
 	}
 	sb_add(s, "%s", kw);
@@ -544,11 +539,7 @@ static void render_exists(struct sbuf *s, const struct rqs *qs,
 	if (r->through_table) {
 		sb_table(s, r->through_schema, r->through_table);
 		sb_add(s, " j%d JOIN ", first);
-		sb_table(s, j->model->schema_name, j->model->table);
-		sb_add(s, " t%d ON ", first);
-		sb_col(s, first, r->to_column);
-		sb_add(s, " = j%d.", first);
-		sb_ident(s, r->through_to);
+		sb_target_on_junction(s, j, first);
 	} else {
 		sb_table(s, j->model->schema_name, j->model->table);
 		sb_add(s, " t%d", first);

@@ -5,6 +5,7 @@
  * each walked level by level, every level remembered under its path.
  */
 #include "resolve.h"
+#include "vec.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -47,19 +48,6 @@ static int find_op(const char *name)
 		if (strcmp(op_names[i], name) == 0)
 			return i;
 	return -1;
-}
-
-/* Grows *arr (of *n elements of size sz) by one zeroed element. */
-static void *grow(void *arrp, size_t *n, size_t sz)
-{
-	void **arr = arrp;
-	char *p = realloc(*arr, (*n + 1) * sz);
-
-	if (!p)
-		return NULL;
-	memset(p + *n * sz, 0, sz);
-	*arr = p;
-	return p + (*n)++ * sz;
 }
 
 /* "library_books" -> "LibraryBooks": the Django class name of a model. */
@@ -137,7 +125,7 @@ struct qctx {
 
 static int add_param(struct qctx *c, const char *text)
 {
-	char **slot = grow(&c->qs->params, &c->qs->nparams, sizeof(char *));
+	char **slot = vec_push(&c->qs->params, &c->qs->nparams, sizeof(char *));
 
 	if (!slot)
 		return OOM(c->err);
@@ -160,7 +148,7 @@ static int add_join(struct qctx *c, int parent,
 			return (int)i;
 		}
 	}
-	j = grow(&c->qs->joins, &c->qs->njoins, sizeof(*j));
+	j = vec_push(&c->qs->joins, &c->qs->njoins, sizeof(*j));
 	if (!j)
 		return OOM(c->err);
 	*j = (struct rjoin){.rel = rel,
@@ -707,7 +695,7 @@ static int resolve_where(struct qctx *c, const struct spec_queryset *spec)
 
 static int add_order(struct qctx *c, struct rcol col, bool desc)
 {
-	struct rorder *o = grow(&c->qs->order, &c->qs->norder, sizeof(*o));
+	struct rorder *o = vec_push(&c->qs->order, &c->qs->norder, sizeof(*o));
 
 	if (!o)
 		return OOM(c->err);
@@ -763,7 +751,7 @@ static int resolve_order_term(struct qctx *c, const char *field, bool desc,
 
 	if (strcmp(field, "?") == 0) {
 		struct rorder *o =
-			grow(&c->qs->order, &c->qs->norder, sizeof(*o));
+			vec_push(&c->qs->order, &c->qs->norder, sizeof(*o));
 		if (!o)
 			return OOM(c->err);
 		o->random = true;
@@ -938,7 +926,8 @@ static int resolve_select_path(struct qctx *c, const struct spec_name *sn)
 			bool left = rel->nullable || !rel->forward ||
 				    c->qs->joins[join].left;
 			int j = add_join(c, join, rel, 0, left);
-			if (j < 0 || !(sel = grow(list, count, sizeof(*sel))))
+			if (j < 0 ||
+			    !(sel = vec_push(list, count, sizeof(*sel))))
 				return j < 0 ? -1 : OOM(c->err);
 			sel->rel = rel;
 			sel->join = j;
@@ -985,7 +974,7 @@ static int resolve_qs(const struct spec_queryset *spec,
 
 	qs->model = m;
 	class_name(m, c.cls, sizeof(c.cls));
-	base = grow(&qs->joins, &qs->njoins, sizeof(*base));
+	base = vec_push(&qs->joins, &qs->njoins, sizeof(*base));
 	if (!base)
 		return OOM(err);
 	base->model = m;
@@ -1056,7 +1045,7 @@ static int push_lookups(struct pctx *p, const struct spec_queryset *qs,
 {
 	for (size_t i = qs->nprefetch_related; i-- > 0;) {
 		const struct spec_prefetch *sp = &qs->prefetch_related[i];
-		struct lookup *l = grow(&p->stack, &p->nstack, sizeof(*l));
+		struct lookup *l = vec_push(&p->stack, &p->nstack, sizeof(*l));
 		const char *last = strrchr(sp->lookup, '_');
 		char *to_local = NULL;
 
@@ -1214,7 +1203,7 @@ static struct rlevel *new_level(struct pctx *p, struct rlevel *parent,
 	lv->model = rel->target;
 	lv->path = strdup(path);
 	lv->name = strdup(name);
-	slot = grow(&parent->children, &parent->nchildren, sizeof(*slot));
+	slot = vec_push(&parent->children, &parent->nchildren, sizeof(*slot));
 	if (!slot) {
 		level_free(lv);
 		free(lv);
@@ -1223,7 +1212,7 @@ static struct rlevel *new_level(struct pctx *p, struct rlevel *parent,
 	*slot = lv;
 	if (!lv->path || !lv->name)
 		return NULL;
-	slot = grow(&p->done, &p->ndone, sizeof(*slot));
+	slot = vec_push(&p->done, &p->ndone, sizeof(*slot));
 	if (!slot)
 		return NULL;
 	*slot = lv;
@@ -1279,8 +1268,7 @@ static struct rlevel *make_level(struct pctx *p, struct rlevel *parent,
 		lv->kind = RL_ALIAS;
 	} else {
 		lv->kind = RL_QUERY;
-		if (resolve_qs(qs, rel->target, rel, &lv->qs, p->err) <
-		    0)
+		if (resolve_qs(qs, rel->target, rel, &lv->qs, p->err) < 0)
 			return NULL;
 	}
 	return lv;
