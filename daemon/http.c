@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -534,6 +535,18 @@ static void set_request_id(struct request *r)
 			 ++r->h->next_id);
 }
 
+/* evhttp leaves Nagle on: a reply written in two pieces (headers, body)
+ * then waits for the client's delayed ACK, ~40 ms per request. */
+static void set_nodelay(struct evhttp_connection *evcon)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	int one = 1;
+
+	if (bev)
+		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
+			   &one, sizeof(one));
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct http *h = arg;
@@ -558,8 +571,10 @@ static void on_request(struct evhttp_request *req, void *arg)
 	snprintf(r->path, sizeof(r->path), "%s", path ? path : "?");
 	set_request_id(r);
 	r->evcon = evhttp_request_get_connection(req);
-	if (r->evcon)
+	if (r->evcon) {
 		evhttp_connection_set_closecb(r->evcon, on_client_close, r);
+		set_nodelay(r->evcon);
+	}
 	r->debug = query && strstr(query, "debug=1");
 
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
