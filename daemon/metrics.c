@@ -29,6 +29,50 @@ struct code_count {
 	unsigned long count;
 };
 
+/* Statements and rows per answered /query: how much each request costs. */
+static const double query_buckets[] = {0, 1, 2, 3, 4, 6, 8, 12, 16, 32};
+static const double row_buckets[] = {0,	   1,	  10,	  100,
+				     1000, 10000, 100000, 1000000};
+
+struct histogram {
+	unsigned long counts[16]; /* per bucket; cumulated at write time */
+	unsigned long count;
+	double sum;
+};
+
+static void histogram_add(struct histogram *h, const double *bounds,
+			  size_t nbounds, double v)
+{
+	h->count++;
+	h->sum += v;
+	for (size_t i = 0; i < nbounds; i++)
+		if (v <= bounds[i]) {
+			h->counts[i]++;
+			return;
+		}
+}
+
+static void histogram_write(const struct histogram *h, const double *bounds,
+			    size_t nbounds, const char *name, const char *help,
+			    struct evbuffer *out)
+{
+	unsigned long cum = 0;
+
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name,
+			    help, name);
+	for (size_t i = 0; i < nbounds; i++) {
+		cum += h->counts[i];
+		evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %lu\n", name,
+				    bounds[i], cum);
+	}
+	evbuffer_add_printf(out,
+			    "%s_bucket{le=\"+Inf\"} %lu\n%s_sum %.0f\n"
+			    "%s_count %lu\n",
+			    name, h->count, name, h->sum, name, h->count);
+}
+
+#define NB(a) (sizeof(a) / sizeof(a[0]))
+
 struct metrics {
 	struct route_stats routes[16];
 	size_t nroutes;
@@ -37,6 +81,7 @@ struct metrics {
 	struct code_count codes[MAX_SERIES];
 	size_t ncodes;
 	unsigned long queries, rows;
+	struct histogram queries_per_request, rows_per_request;
 };
 
 struct metrics *metrics_new(void)
@@ -109,6 +154,12 @@ void metrics_observe(struct metrics *m, const char *route, int status,
 		count_code(m, code);
 	m->queries += (unsigned long)queries;
 	m->rows += (unsigned long)rows;
+	if (status == 200 && strcmp(route, "/query") == 0) {
+		histogram_add(&m->queries_per_request, query_buckets,
+			      NB(query_buckets), queries);
+		histogram_add(&m->rows_per_request, row_buckets,
+			      NB(row_buckets), (double)rows);
+	}
 }
 
 static void write_histograms(const struct metrics *m, struct evbuffer *out)
@@ -155,6 +206,12 @@ void metrics_write(const struct metrics *m, const struct metrics_state *st,
 				    m->statuses[i].route, m->statuses[i].status,
 				    m->statuses[i].count);
 	write_histograms(m, out);
+	histogram_write(&m->queries_per_request, query_buckets,
+			NB(query_buckets), "prefetchd_queries_per_request",
+			"Data statements of each answered /query.", out);
+	histogram_write(&m->rows_per_request, row_buckets, NB(row_buckets),
+			"prefetchd_rows_per_request",
+			"Rows read by each answered /query.", out);
 	evbuffer_add_printf(out,
 			    "# HELP prefetchd_errors_total Error replies by "
 			    "code (statement_timeout, database_unavailable, "

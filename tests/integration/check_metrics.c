@@ -318,6 +318,40 @@ END_TEST
 
 /* Error replies are counted by code, including the errors PostgreSQL
  * reports (bad_value) and an unreachable database. */
+/* Each answered /query lands in one bucket of the per-request histograms:
+ * a 3-statement request is counted under le="3" but not le="2", and the
+ * sums are the requests' own stats. */
+START_TEST(test_metrics_histograms_per_request)
+{
+	struct pfd *p = pfd_start(NULL);
+	struct http_res res;
+	json_t *stats;
+	int port;
+
+	ck_assert_int_eq(pfd_wait_ready(p, READY_MS), 0);
+	port = pfd_port(p);
+	post(port, "/query",
+	     "{\"model\":\"library\",\"prefetch_related\":[\"books\","
+	     "\"books__readers\"]}",
+	     200, &res);
+	stats = json_object_get(res.json, "stats");
+	ck_assert_int_eq(json_integer_value(json_object_get(stats, "queries")),
+			 3);
+	ck_assert(metric(port,
+			 "prefetchd_queries_per_request_bucket{le=\"2\"}") ==
+		  0);
+	ck_assert(metric(port,
+			 "prefetchd_queries_per_request_bucket{le=\"3\"}") ==
+		  1);
+	ck_assert(metric(port, "prefetchd_queries_per_request_count") == 1);
+	ck_assert(metric(port, "prefetchd_queries_per_request_sum") == 3);
+	ck_assert(metric(port, "prefetchd_rows_per_request_sum") ==
+		  (double)json_integer_value(json_object_get(stats, "rows")));
+	http_res_cleanup(&res);
+	ck_assert_int_eq(pfd_stop(p), 0);
+}
+END_TEST
+
 START_TEST(test_metrics_count_errors_by_code)
 {
 	struct pfd *p = pfd_start(NULL);
@@ -650,6 +684,7 @@ Suite *metrics_suite(void)
 	tcase_add_test(tc, test_metrics_is_prometheus_text);
 	tcase_add_test(tc, test_metrics_count_requests_by_route_and_status);
 	tcase_add_test(tc, test_metrics_count_errors_by_code);
+	tcase_add_test(tc, test_metrics_histograms_per_request);
 	tcase_add_test(tc, test_metrics_pool_gauges);
 	tcase_add_test(tc, test_metrics_count_schema_reloads);
 	suite_add_tcase(s, tc);
