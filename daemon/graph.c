@@ -81,6 +81,14 @@ struct writer {
 
 /* ---- output ---- */
 
+/* Not a brace initializer: that would zero the 16 KB buffer each time. */
+static void sink_init(struct sink *k, struct evbuffer *out)
+{
+	k->out = out;
+	k->len = 0;
+	k->failed = 0;
+}
+
 static void sink_flush(struct sink *k)
 {
 	if (k->len > 0)
@@ -156,8 +164,9 @@ static void put_string(struct sink *k, const char *s, size_t len)
 
 void graph_write_string(struct evbuffer *out, const char *s, size_t len)
 {
-	struct sink k = {.out = out};
+	struct sink k;
 
+	sink_init(&k, out);
 	put_string(&k, s, len);
 	sink_flush(&k);
 }
@@ -240,28 +249,35 @@ static void put_value(struct sink *k, const PGresult *res, int row, int col,
 
 /* ---- construction ---- */
 
+/* A JSON key as written before a value: `,"name":` escaped once per plan
+ * (the writer skips the comma for a first member). */
 static int make_key(struct jkey *key, const char *name)
 {
-	struct sink *k = calloc(1, sizeof(*k));
-	int rc = -1;
+	size_t len = strlen(name);
+	char *s = malloc(len * 6 + 4), *o = s;
 
-	if (!k || !(k->out = evbuffer_new()))
-		goto out;
-	sink_put(k, ",", 1);
-	put_string(k, name, strlen(name));
-	sink_put(k, ":", 1);
-	sink_flush(k);
-	key->len = evbuffer_get_length(k->out);
-	key->s = malloc(key->len);
-	if (k->failed || !key->s)
-		goto out;
-	evbuffer_remove(k->out, key->s, key->len);
-	rc = 0;
-out:
-	if (k && k->out)
-		evbuffer_free(k->out);
-	free(k);
-	return rc;
+	if (!s)
+		return -1;
+	*o++ = ',';
+	*o++ = '"';
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+		char buf[8];
+		const char *esc;
+
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*o++ = (char)c;
+			continue;
+		}
+		esc = escape_of(c, buf);
+		memcpy(o, esc, strlen(esc));
+		o += strlen(esc);
+	}
+	*o++ = '"';
+	*o++ = ':';
+	key->s = s;
+	key->len = (size_t)(o - s);
+	return 0;
 }
 
 static int find_parent_edge(const struct plan *p, int node)
@@ -802,6 +818,16 @@ static void write_object(struct writer *w, int node, int row)
 	w->depth--;
 }
 
+static void writer_init(struct writer *w, struct graph *g, struct evbuffer *out)
+{
+	w->g = g;
+	w->stack = NULL;
+	w->depth = 0;
+	w->cap = 0;
+	w->failed = 0;
+	sink_init(&w->sink, out);
+}
+
 size_t graph_count(struct graph *g)
 {
 	const struct objs *o = g->plan->nnodes ? node_objs(g, 0) : NULL;
@@ -812,7 +838,9 @@ size_t graph_count(struct graph *g)
 int graph_write_range(struct graph *g, struct evbuffer *out, size_t from,
 		      size_t to)
 {
-	struct writer w = {.g = g, .sink.out = out};
+	struct writer w;
+
+	writer_init(&w, g, out);
 	const struct objs *o = g->plan->nnodes ? node_objs(g, 0) : NULL;
 
 	if (!o)

@@ -65,19 +65,49 @@ __attribute__((format(printf, 2, 3))) static void sb_add(struct sbuf *b,
 	va_end(ap);
 }
 
+/* Appends len bytes; the fast path for literals and identifiers (SQL
+ * texts are built on every request). */
+static void sb_put(struct sbuf *b, const char *p, size_t len)
+{
+	if (b->failed)
+		return;
+	if (b->len + len + 1 > b->cap) {
+		size_t cap = (b->cap + len + 1) * 2;
+		char *s = realloc(b->s, cap);
+		if (!s) {
+			b->failed = true;
+			return;
+		}
+		b->s = s;
+		b->cap = cap;
+	}
+	memcpy(b->s + b->len, p, len);
+	b->len += len;
+	b->s[b->len] = '\0';
+}
+
+#define sb_lit(b, lit) sb_put((b), (lit), sizeof(lit) - 1)
+
 /* A quoted identifier: "na""me". */
 static void sb_ident(struct sbuf *b, const char *name)
 {
-	sb_add(b, "\"");
-	for (const char *c = name; *c; c++)
-		sb_add(b, *c == '"' ? "\"\"" : "%c", *c);
-	sb_add(b, "\"");
+	sb_put(b, "\"", 1);
+	for (const char *c = name; *c;) {
+		size_t run = strcspn(c, "\"");
+		sb_put(b, c, run);
+		c += run;
+		if (*c == '"') {
+			sb_put(b, "\"\"", 2);
+			c++;
+		}
+	}
+	sb_put(b, "\"", 1);
 }
 
 static void sb_table(struct sbuf *b, const char *schema, const char *table)
 {
 	sb_ident(b, schema);
-	sb_add(b, ".");
+	sb_lit(b, ".");
 	sb_ident(b, table);
 }
 
@@ -467,9 +497,22 @@ static int build_node_children(struct pb *b, int node, const struct rlevel *lv,
 
 /* ---- SQL text -------------------------------------------------------- */
 
+/* A letter and a small number: "t3", "c12" (aliases, on every column). */
+static void sb_alias(struct sbuf *s, char letter, size_t n)
+{
+	char buf[24], *p = buf + sizeof(buf);
+
+	do
+		*--p = (char)('0' + n % 10);
+	while (n /= 10);
+	*--p = letter;
+	sb_put(s, p, (size_t)(buf + sizeof(buf) - p));
+}
+
 static void sb_col(struct sbuf *s, int join, const struct schema_column *col)
 {
-	sb_add(s, "t%d.", join);
+	sb_alias(s, 't', (size_t)join);
+	sb_lit(s, ".");
 	sb_ident(s, col->name);
 }
 
@@ -498,7 +541,7 @@ static void render_join(struct sbuf *s, const struct rqs *qs, int i)
 		sb_table(s, j->model->schema_name, j->model->table);
 		sb_add(s, " t%d ON ", i);
 		sb_col(s, i, r->to_column);
-		sb_add(s, " = j0.");
+		sb_lit(s, " = j0.");
 		sb_ident(s, r->through_to);
 		return;
 	}
@@ -507,7 +550,7 @@ static void render_join(struct sbuf *s, const struct rqs *qs, int i)
 		sb_table(s, r->through_schema, r->through_table);
 		sb_add(s, " j%d ON j%d.", i, i);
 		sb_ident(s, r->through_from);
-		sb_add(s, " = ");
+		sb_lit(s, " = ");
 		sb_col(s, j->parent, r->from_column);
 		sb_add(s, "%s", kw);
 		sb_target_on_junction(s, j, i);
@@ -517,7 +560,7 @@ static void render_join(struct sbuf *s, const struct rqs *qs, int i)
 	sb_table(s, j->model->schema_name, j->model->table);
 	sb_add(s, " t%d ON ", i);
 	sb_col(s, i, r->to_column);
-	sb_add(s, " = ");
+	sb_lit(s, " = ");
 	sb_col(s, j->parent, r->from_column);
 }
 
@@ -535,7 +578,7 @@ static void render_exists(struct sbuf *s, const struct rqs *qs,
 	const struct rjoin *j = &qs->joins[first];
 	const struct schema_relation *r = j->rel;
 
-	sb_add(s, "EXISTS (SELECT 1 FROM ");
+	sb_lit(s, "EXISTS (SELECT 1 FROM ");
 	if (r->through_table) {
 		sb_table(s, r->through_schema, r->through_table);
 		sb_add(s, " j%d JOIN ", first);
@@ -547,18 +590,18 @@ static void render_exists(struct sbuf *s, const struct rqs *qs,
 	for (size_t i = (size_t)first + 1; i < qs->njoins; i++)
 		if (qs->joins[i].scope == c->scope)
 			render_join(s, qs, (int)i);
-	sb_add(s, " WHERE ");
+	sb_lit(s, " WHERE ");
 	if (r->through_table) {
 		sb_add(s, "j%d.", first);
 		sb_ident(s, r->through_from);
 	} else {
 		sb_col(s, first, r->to_column);
 	}
-	sb_add(s, " = ");
+	sb_lit(s, " = ");
 	sb_col(s, j->parent, r->from_column);
-	sb_add(s, " AND ");
+	sb_lit(s, " AND ");
 	render_cond(s, qs, &c->children[0], pbase);
-	sb_add(s, ")");
+	sb_lit(s, ")");
 }
 
 static void render_term(struct sbuf *s, const struct rcond *c, int pbase)
@@ -567,7 +610,7 @@ static void render_term(struct sbuf *s, const struct rcond *c, int pbase)
 	int p = c->param + pbase;
 
 	if (c->null_guard)
-		sb_add(s, "(");
+		sb_lit(s, "(");
 	if (c->is_null || c->not_null) {
 		sb_col(s, c->col.join, col);
 		sb_add(s, c->is_null ? " IS NULL" : " IS NOT NULL");
@@ -577,7 +620,7 @@ static void render_term(struct sbuf *s, const struct rcond *c, int pbase)
 		case OP_ICONTAINS:
 		case OP_ISTARTSWITH:
 		case OP_IENDSWITH:
-			sb_add(s, "UPPER(");
+			sb_lit(s, "UPPER(");
 			sb_col(s, c->col.join, col);
 			sb_add(s, "::text) %s UPPER($%d::text)",
 			       c->op == OP_IEXACT ? "=" : "LIKE", p);
@@ -615,9 +658,9 @@ static void render_term(struct sbuf *s, const struct rcond *c, int pbase)
 		}
 	}
 	if (c->null_guard) {
-		sb_add(s, " AND ");
+		sb_lit(s, " AND ");
 		sb_col(s, c->col.join, col);
-		sb_add(s, " IS NOT NULL)");
+		sb_lit(s, " IS NOT NULL)");
 	}
 }
 
@@ -626,31 +669,31 @@ static void render_cond(struct sbuf *s, const struct rqs *qs,
 {
 	switch (c->kind) {
 	case RC_TRUE:
-		sb_add(s, "TRUE");
+		sb_lit(s, "TRUE");
 		break;
 	case RC_FALSE:
-		sb_add(s, "FALSE");
+		sb_lit(s, "FALSE");
 		break;
 	case RC_NOT:
-		sb_add(s, "NOT (");
+		sb_lit(s, "NOT (");
 		render_cond(s, qs, &c->children[0], pbase);
-		sb_add(s, ")");
+		sb_lit(s, ")");
 		break;
 	case RC_AND:
 	case RC_OR:
-		sb_add(s, "(");
+		sb_lit(s, "(");
 		for (size_t i = 0; i < c->nchildren; i++) {
 			if (i)
 				sb_add(s, c->kind == RC_AND ? " AND " : " OR ");
 			render_cond(s, qs, &c->children[i], pbase);
 		}
-		sb_add(s, ")");
+		sb_lit(s, ")");
 		break;
 	case RC_TERM:
 		render_term(s, c, pbase);
 		break;
 	case RC_NONE: /* folded away by resolve; harmless if not */
-		sb_add(s, "TRUE");
+		sb_lit(s, "TRUE");
 		break;
 	case RC_EXISTS:
 		render_exists(s, qs, c, pbase);
@@ -664,15 +707,15 @@ static void render_sel(struct sbuf *s, const struct qbuild *qb, size_t i)
 
 	switch (e->kind) {
 	case SEL_LATERAL_KEY:
-		sb_add(s, "k.key");
+		sb_lit(s, "k.key");
 		break;
 	case SEL_THROUGH_KEY:
-		sb_add(s, "j0.");
+		sb_lit(s, "j0.");
 		sb_ident(s, qb->rel->through_from);
 		break;
 	case SEL_COLUMN:
 		if (e->to_json)
-			sb_add(s, "to_json(");
+			sb_lit(s, "to_json(");
 		sb_col(s, e->join, e->col);
 		/* json has no equality operator for DISTINCT; its text is the
 		 * same JSON and compares. */
@@ -691,24 +734,24 @@ static void render_body(struct sbuf *s, const struct qbuild *qb,
 	const struct schema_relation *r = qb->rel;
 	bool where = false;
 
-	sb_add(s, " FROM ");
+	sb_lit(s, " FROM ");
 	sb_table(s, qs->model->schema_name, qs->model->table);
-	sb_add(s, " t0");
+	sb_lit(s, " t0");
 	if (r && r->through_table) {
-		sb_add(s, " JOIN ");
+		sb_lit(s, " JOIN ");
 		sb_table(s, r->through_schema, r->through_table);
-		sb_add(s, " j0 ON j0.");
+		sb_lit(s, " j0 ON j0.");
 		sb_ident(s, r->through_to);
-		sb_add(s, " = ");
+		sb_lit(s, " = ");
 		sb_col(s, 0, r->to_column);
 	}
 	for (size_t i = 1; i < qs->njoins; i++)
 		if (qs->joins[i].scope == 0)
 			render_join(s, qs, (int)i);
 	if (r) {
-		sb_add(s, " WHERE ");
+		sb_lit(s, " WHERE ");
 		if (r->through_table) {
-			sb_add(s, "j0.");
+			sb_lit(s, "j0.");
 			sb_ident(s, r->through_from);
 		} else {
 			sb_col(s, 0, r->to_column);
@@ -733,7 +776,7 @@ static void render_order(struct sbuf *s, struct pb *b, int q,
 		const struct rorder *o = &qs->order[i];
 		sb_add(s, i ? ", " : " ORDER BY ");
 		if (o->random)
-			sb_add(s, "RANDOM()");
+			sb_lit(s, "RANDOM()");
 		else if (prefix)
 			sb_add(s, "%sc%d", prefix,
 			       ensure(b, q, SEL_COLUMN, o->col.join, o->col.col,
@@ -741,7 +784,7 @@ static void render_order(struct sbuf *s, struct pb *b, int q,
 		else
 			sb_col(s, o->col.join, o->col.col);
 		if (!o->random && o->desc)
-			sb_add(s, " DESC");
+			sb_lit(s, " DESC");
 	}
 }
 
@@ -759,13 +802,13 @@ static void render_distinct_slice(struct sbuf *s, struct pb *b, int q,
 	const struct rqs *qs = qb->qs;
 	int off = 0, lim = 0;
 
-	sb_add(s, "SELECT DISTINCT ");
+	sb_lit(s, "SELECT DISTINCT ");
 	render_select_list(s, qb, 1, "w.");
-	sb_add(s, " FROM (SELECT ");
+	sb_lit(s, " FROM (SELECT ");
 	render_select_list(s, qb, 1, NULL);
-	sb_add(s, ", row_number() OVER (");
+	sb_lit(s, ", row_number() OVER (");
 	render_order(s, b, q, NULL);
-	sb_add(s, ") AS rn");
+	sb_lit(s, ") AS rn");
 	render_body(s, qb, " = k.key", pbase);
 	if (qs->has_limit)
 		lim = (*next)++;
@@ -783,12 +826,16 @@ static void render_select_list(struct sbuf *s, const struct qbuild *qb,
 			       size_t from, const char *prefix)
 {
 	for (size_t i = from; i < qb->nsel; i++) {
-		sb_add(s, i > from ? ", " : "");
-		if (prefix)
-			sb_add(s, "%sc%zu", prefix, i);
-		else
+		if (i > from)
+			sb_lit(s, ", ");
+		if (prefix) {
+			sb_put(s, prefix, strlen(prefix));
+			sb_alias(s, 'c', i);
+		} else {
 			render_sel(s, qb, i);
-		sb_add(s, " AS c%zu", i);
+		}
+		sb_lit(s, " AS ");
+		sb_alias(s, 'c', i);
 	}
 }
 
