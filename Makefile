@@ -92,6 +92,74 @@ format:
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_FILES)
 
+# --- reliability: make fuzz, make valgrind, make soak (README "Reliability")
+.PHONY: fuzz valgrind soak
+
+# make fuzz [FUZZ_SECONDS=60]: the libFuzzer target over spec -> resolve ->
+# plan against the schema fixtures (clang 14, -fsanitize=fuzzer,address,
+# undefined), seeded with every request of proto/examples, tests/cases and
+# tests/unit/plan_cases.json; what it finds goes to tests/fuzz/regressions,
+# which the unit tests replay. tests/fuzz/run.sh tells the rest. (clang
+# checks the va_list wrappers' formats that gcc leaves alone: not here.)
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build/fuzz
+FUZZ_SRC     := daemon/spec.c daemon/resolve.c daemon/plan.c daemon/schema.c \
+                daemon/naming.c daemon/overlay.c daemon/err.c daemon/log.c
+FUZZ_FLAGS    = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer $(WARN) -Wno-format-nonliteral \
+                $(shell pkg-config --cflags jansson 2>/dev/null) -Idaemon \
+                -DFUZZ_FIXTURES='"$(CURDIR)/tests/unit/fixtures"'
+
+$(FUZZ_BUILD)/fuzz_request: tests/fuzz/fuzz_request.c tests/fuzz/fuzz_one.h \
+                            $(FUZZ_SRC) $(wildcard daemon/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_request.c $(FUZZ_SRC) \
+	  $(shell pkg-config --libs jansson 2>/dev/null)
+
+$(FUZZ_BUILD)/seeds: tests/fuzz/seeds.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 $(WARN) $(shell pkg-config --cflags jansson 2>/dev/null) \
+	  -o $@ $< $(shell pkg-config --libs jansson 2>/dev/null)
+
+fuzz:
+	@sh tests/deps.sh clang libclang-rt-14-dev libjansson-dev pkg-config
+	@$(MAKE) --no-print-directory $(FUZZ_BUILD)/fuzz_request $(FUZZ_BUILD)/seeds
+	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# make valgrind: the unit tests in-process (CK_FORK=no) and the integration
+# tests with every daemon under valgrind (PFTEST_WRAPPER); fails on any
+# valgrind error or definite leak. See tests/valgrind.sh.
+valgrind:
+	@sh tests/deps.sh valgrind $(DEB_PKGS)
+	@$(MAKE) --no-print-directory BUILD=build/valgrind build/valgrind/prefetchd \
+	  build/valgrind/check_unit build/valgrind/check_integration
+	@sh tests/valgrind.sh build/valgrind
+
+# make soak [SOAK_SECONDS=120]: wrk on loopback against a private cluster,
+# a mix of valid, invalid and heavy requests, then the checks (no unexpected
+# 5xx, RSS, fds, connections, /readyz); run twice, the second time with the
+# database restarted halfway. See tests/soak/soak.sh.
+SOAK_SECONDS ?= 120
+soak:
+	@sh tests/deps.sh wrk $(DEB_PKGS)
+	@$(MAKE) --no-print-directory BUILD=build/soak build/soak/prefetchd
+	@sh tests/soak/soak.sh build/soak/prefetchd $(SOAK_SECONDS)
+
+# --- performance: make bench (README "Performance"; not part of make test)
+.PHONY: bench
+
+# make bench [BENCH_SECONDS=2 BENCH_REPS=3 BENCH_ONLY=w1]: prefetchd (-O2, no
+# sanitizers) under wrk against pgbench on the same statements and on one
+# json_agg + LATERAL statement per workload (tests/bench/*.json), on the data
+# of sql/bench.sql in a private cluster kept in .pgbench-data/ (created once,
+# reused); prints the table and writes tests/bench/results.md. ~8 minutes.
+bench:
+	@sh tests/deps.sh wrk jq $(DEB_PKGS)
+	@$(MAKE) --no-print-directory BUILD=build/bench SANITIZE= CFLAGS="-g -O2" \
+	  build/bench/prefetchd
+	@sh tests/bench/run.sh build/bench/prefetchd
+
 clean:
 	rm -rf build
 

@@ -223,7 +223,8 @@ START_TEST(test_hidden_name_answers_as_if_absent)
 		http_do(port, "POST", "/query", hidden, NULL, &h);
 		http_do(port, "POST", "/query", absent, NULL, &a);
 		ck_assert_msg(h.status == 422 || h.status == 400,
-			      "%s: status %d: %.300s", hidden, h.status, h.body);
+			      "%s: status %d: %.300s", hidden, h.status,
+			      h.body);
 		he = json_object_get(h.json, "error");
 		ae = json_object_get(a.json, "error");
 		amsg = as_hidden(ae, "message", cases[i].hidden);

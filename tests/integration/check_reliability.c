@@ -28,7 +28,10 @@
 
 #include <pthread.h>
 
+#include <event2/event.h>
+
 #include "harness.h"
+#include "pool.h"
 #include "suites.h"
 
 #define READY_MS 20000
@@ -141,6 +144,17 @@ static int settle_fds(struct pfd *p, int fds, int timeout_ms)
 
 	while ((n = pfd_open_fds(p)) > fds && now_ms() < deadline)
 		sleep_ms(50);
+	return n;
+}
+
+/* Occurrences of needle in the daemon's log. */
+static int count_in_log(struct pfd *p, const char *needle)
+{
+	int n = 0;
+
+	for (const char *l = strstr(pfd_log(p), needle); l;
+	     l = strstr(l + 1, needle))
+		n++;
 	return n;
 }
 
@@ -395,10 +409,14 @@ START_TEST(test_max_rows_is_413)
 	http_res_cleanup(&res);
 	/* 80 books fit */
 	assert_ok(port, "/query", "{\"model\":\"book\",\"only\":[\"title\"]}");
-	/* a large result, far past the limit, is stopped as well */
+	/* a large result, far past the limit, is stopped as it arrives: none
+	 * of its 27,638 rows is taken (the access log counts rows taken) */
 	http_do(port, "POST", "/query", BIG_SPEC, NULL, &res);
 	ck_assert_http_error(&res, 413, "too_many_rows");
 	http_res_cleanup(&res);
+	ck_assert_int_eq(pfd_wait_log(p, " 413 ", 5000), 0);
+	ck_assert_msg(strstr(pfd_log(p), "rows=27638") == NULL, "%s",
+		      pfd_log(p));
 	assert_ok(port, "/query", FAST_SPEC);
 	assert_clean_exit(p);
 }
@@ -524,6 +542,44 @@ START_TEST(test_http_timeout_closes_slow_clients)
 		      now_ms() - t0);
 	ck_assert_int_le(settle_fds(p, base_fds, 5000), base_fds);
 	assert_ok(port, "/query", FAST_SPEC);
+	assert_clean_exit(p);
+}
+END_TEST
+
+START_TEST(test_http_timeout_closes_clients_that_do_not_read)
+{
+	const char *args[] = {"--http-timeout", "1", NULL};
+	struct pfd *p = start_ready(args);
+	int port = pfd_port(p);
+	char *req = post_text("/query", BIG_SPEC, "");
+	int base_fds, rcvbuf = 4096;
+	struct sockaddr_in sa = {0};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	long long t0;
+
+	assert_ok(port, "/query", FAST_SPEC);
+	base_fds = pfd_open_fds(p);
+	/* a small receive window, and nothing read: the 6 MB answer stalls */
+	ck_assert_int_ge(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((unsigned short)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	send_all(fd, req, strlen(req));
+	/* the answer is handed to libevent (logged): the second 200 */
+	t0 = now_ms();
+	while (count_in_log(p, "POST /query 200") < 2 && now_ms() - t0 < 10000)
+		sleep_ms(20);
+	ck_assert_int_eq(count_in_log(p, "POST /query 200"), 2);
+	t0 = now_ms();
+	/* the daemon gives up writing after the timeout and lets go */
+	ck_assert_msg(settle_fds(p, base_fds, 10000) <= base_fds,
+		      "%d fds open after %lld ms, baseline %d", pfd_open_fds(p),
+		      now_ms() - t0, base_fds);
+	close(fd);
+	assert_ok(port, "/query", FAST_SPEC);
+	free(req);
 	assert_clean_exit(p);
 }
 END_TEST
@@ -922,6 +978,160 @@ START_TEST(test_sighup_under_load_loses_no_request)
 }
 END_TEST
 
+/* --- the row limit, at the pool --- */
+
+struct outcome {
+	bool acquired, ran;
+	struct pool_conn *conn;
+	struct pf_err err;
+	bool failed;
+};
+
+static void on_acquired(struct pool_conn *conn, const struct pf_err *err,
+			void *arg)
+{
+	struct outcome *o = arg;
+
+	o->acquired = true;
+	o->conn = conn;
+}
+
+static void on_ran(struct pool_conn *conn, struct pool_stmt *stmts, size_t n,
+		   const struct pf_err *err, void *arg)
+{
+	struct outcome *o = arg;
+
+	o->ran = true;
+	o->failed = err != NULL;
+	if (err)
+		o->err = *err;
+}
+
+static void loop_until(struct event_base *base, const bool *flag)
+{
+	long long deadline = now_ms() + 10000;
+
+	while (!*flag && now_ms() < deadline)
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	ck_assert_msg(*flag, "no callback within 10 s");
+}
+
+/* A pool of one connection to the test database, as role pftest. */
+static struct pool *test_pool(struct event_base *base)
+{
+	static char ci[1024];
+	struct pool_options opt = {.conninfo = ci, .size = 1};
+
+	snprintf(ci, sizeof(ci), "host='%s' port='%s' dbname='%s' user=pftest",
+		 getenv("PFTEST_PGHOST"), getenv("PFTEST_PGPORT"),
+		 getenv("PFTEST_DB"));
+	return pool_new(base, &opt);
+}
+
+/* Runs one statement with a row limit on a fresh connection of pool. */
+static void run_limited(struct event_base *base, struct pool *pool,
+			struct pool_stmt *st, long max_rows, struct outcome *o)
+{
+	struct pf_err err = {0};
+
+	memset(o, 0, sizeof(*o));
+	ck_assert_ptr_nonnull(pool_acquire(pool, 5000, on_acquired, o));
+	loop_until(base, &o->acquired);
+	ck_assert_ptr_nonnull(o->conn);
+	ck_assert_msg(pool_run_limited(o->conn, st, 1, max_rows, on_ran, o,
+				       &err) == 0,
+		      "%s", err.message);
+	loop_until(base, &o->ran);
+}
+
+START_TEST(test_row_limit_stops_a_batch_at_the_first_extra_row)
+{
+	struct event_base *base = event_base_new();
+	struct pool *pool = test_pool(base);
+	struct pool_stmt st = {
+		.sql = "SELECT x, CASE WHEN x % 3 = 0 THEN NULL ELSE "
+		       "repeat('v', x) END AS v FROM generate_series(1, 50) x"};
+	struct pool_stmt huge = {
+		/* a join streams; one generate_series would first be
+		 * materialised whole by the server */
+		.sql = "SELECT a FROM generate_series(1, 10000) a, "
+		       "generate_series(1, 10000) b"};
+	struct pool_stats ps;
+	struct outcome o;
+	long long t0;
+
+	ck_assert_ptr_nonnull(pool);
+	/* within the limit: one ordinary result, NULLs and all */
+	run_limited(base, pool, &st, 50, &o);
+	ck_assert_msg(!o.failed, "%s", o.err.message);
+	ck_assert_int_eq(PQresultStatus(st.result), PGRES_TUPLES_OK);
+	ck_assert_int_eq(PQntuples(st.result), 50);
+	ck_assert_int_eq(PQnfields(st.result), 2);
+	ck_assert_str_eq(PQfname(st.result, 1), "v");
+	for (int r = 0; r < 50; r++) {
+		ck_assert_int_eq(atoi(PQgetvalue(st.result, r, 0)), r + 1);
+		ck_assert_int_eq(PQgetisnull(st.result, r, 1),
+				 (r + 1) % 3 == 0);
+		if ((r + 1) % 3)
+			ck_assert_int_eq(PQgetlength(st.result, r, 1), r + 1);
+	}
+	PQclear(st.result);
+	pool_release(o.conn, true);
+
+	/* past it: 413 at once, without reading 10^8 rows */
+	t0 = now_ms();
+	run_limited(base, pool, &huge, 1000, &o);
+	ck_assert_msg(o.failed, "status %s, %d rows: %s",
+		      huge.result ? PQresStatus(PQresultStatus(huge.result))
+				  : "none",
+		      huge.result ? PQntuples(huge.result) : -1,
+		      huge.result ? PQresultErrorMessage(huge.result) : "");
+	ck_assert_int_eq(o.err.status, 413);
+	ck_assert_str_eq(o.err.code, "too_many_rows");
+	ck_assert_msg(now_ms() - t0 < 5000, "took %lld ms", now_ms() - t0);
+	/* what was read so far is handed over: never more than the limit */
+	ck_assert_ptr_nonnull(huge.result);
+	ck_assert_int_eq(PQntuples(huge.result), 1000);
+	PQclear(huge.result);
+	pool_release(o.conn, true);
+	/* the connection, mid-result, was closed rather than reused */
+	pool_get_stats(pool, &ps);
+	ck_assert_int_eq(ps.idle, 0);
+
+	/* and the pool serves again */
+	run_limited(base, pool, &st, 50, &o);
+	ck_assert(!o.failed);
+	ck_assert_int_eq(PQntuples(st.result), 50);
+	PQclear(st.result);
+	pool_release(o.conn, true);
+	pool_free(pool);
+	event_base_free(base);
+}
+END_TEST
+
+START_TEST(test_row_limit_error_after_rows_is_the_error)
+{
+	struct event_base *base = event_base_new();
+	struct pool *pool = test_pool(base);
+	/* rows 1..4 are sent before row 5 divides by zero */
+	struct pool_stmt st = {
+		.sql = "SELECT 10 / (5 - x) FROM generate_series(1, 10) x"};
+	struct outcome o;
+
+	ck_assert_ptr_nonnull(pool);
+	run_limited(base, pool, &st, 100, &o);
+	ck_assert(!o.failed);
+	ck_assert_ptr_nonnull(st.result);
+	ck_assert_int_eq(PQresultStatus(st.result), PGRES_FATAL_ERROR);
+	ck_assert_str_eq(PQresultErrorField(st.result, PG_DIAG_SQLSTATE),
+			 "22012");
+	PQclear(st.result);
+	pool_release(o.conn, true);
+	pool_free(pool);
+	event_base_free(base);
+}
+END_TEST
+
 Suite *reliability_suite(void)
 {
 	Suite *s = suite_create("reliability");
@@ -936,7 +1146,13 @@ Suite *reliability_suite(void)
 	tcase_add_test(tc, test_pool_wait_timeout_is_503_with_retry_after);
 	tcase_add_test(tc, test_max_concurrent_is_503_health_checks_aside);
 	tcase_add_test(tc, test_http_timeout_closes_slow_clients);
+	tcase_add_test(tc, test_http_timeout_closes_clients_that_do_not_read);
 	tcase_add_test(tc, test_oversized_headers_are_refused);
+	suite_add_tcase(s, tc);
+
+	tc = pftest_tcase("row_limit");
+	tcase_add_test(tc, test_row_limit_stops_a_batch_at_the_first_extra_row);
+	tcase_add_test(tc, test_row_limit_error_after_rows_is_the_error);
 	suite_add_tcase(s, tc);
 
 	tc = pftest_tcase("outage");

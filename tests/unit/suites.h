@@ -10,3 +10,4 @@ Suite *spec_suite(void);
 Suite *graph_suite(void);
 Suite *plan_suite(void);
 Suite *schema_suite(void);
+Suite *fuzz_suite(void);
