@@ -960,6 +960,29 @@ static void rqs_cleanup(struct rqs *qs)
 	memset(qs, 0, sizeof(*qs));
 }
 
+/* A to-one level has no ordering (Django clears it), but its order_by names
+ * are still checked, as Django checks them when they are given. The joins
+ * the check adds are taken back, and so are the LEFT flags it set. */
+static int check_ordering(struct qctx *c, const struct spec_queryset *spec)
+{
+	struct rqs *qs = c->qs;
+	size_t njoins = qs->njoins;
+	struct rjoin *saved = malloc(njoins * sizeof(*saved));
+	int rc;
+
+	if (!saved)
+		return OOM(c->err);
+	memcpy(saved, qs->joins, njoins * sizeof(*saved));
+	rc = resolve_ordering(c, spec);
+	memcpy(qs->joins, saved, njoins * sizeof(*saved));
+	qs->njoins = njoins;
+	free(saved);
+	free(qs->order);
+	qs->order = NULL;
+	qs->norder = 0;
+	return rc;
+}
+
 /* Binds one queryset over model m: the main one (via NULL) or the level of
  * relation via (spec NULL: its default queryset). A to-one level has no
  * ordering: Django clears it, as each parent gets one object. */
@@ -996,6 +1019,9 @@ static int resolve_qs(const struct spec_queryset *spec,
 			return -1;
 	}
 	if (ordered && resolve_ordering(&c, spec) < 0)
+		return -1;
+	if (!ordered && spec && spec->has_order_by &&
+	    check_ordering(&c, spec) < 0)
 		return -1;
 	propagate_left(qs);
 	return 0;
