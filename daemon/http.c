@@ -17,6 +17,9 @@
 #include <netinet/tcp.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -50,6 +53,9 @@ struct http {
 		id_prefix; /* per process, so ids differ across restarts */
 	struct metrics *metrics;
 };
+
+/* Rows after which a finished request trims the heap (trim_after_large). */
+#define TRIM_AFTER_ROWS 20000
 
 struct request {
 	struct http *h;
@@ -158,6 +164,17 @@ static const char *reason(int status)
 	}
 }
 
+/* glibc keeps the heap a large answer grew (results, JSON) for reuse: an
+ * idle daemon would sit at its peak. Give it back once nothing is in
+ * flight; a large request costs far more than the trim. */
+static void trim_after_large(const struct http *h, long rows)
+{
+#ifdef __GLIBC__
+	if (rows >= TRIM_AFTER_ROWS && h->in_flight == 0)
+		malloc_trim(0);
+#endif
+}
+
 static void request_free(struct request *r)
 {
 	if (r->evcon)
@@ -172,6 +189,7 @@ static void request_free(struct request *r)
 	spec_free(r->spec);
 	schema_unref(r->schema);
 	r->h->in_flight--;
+	trim_after_large(r->h, r->rows);
 	free(r);
 }
 
