@@ -142,8 +142,8 @@ struct rlevel {
 	const struct schema_relation *rel; /* NULL for the root */
 	const struct schema_model *model;  /* the model of its objects */
 	struct rlevel *parent;
-	struct rqs qs;		/* RL_ROOT, RL_QUERY */
-	const struct rsel *sel; /* RL_JOINED: the select_related entry */
+	struct rqs qs;		    /* RL_ROOT, RL_QUERY */
+	const struct rsel *sel;	    /* RL_JOINED: the select_related entry */
 	const struct rlevel *alias; /* RL_ALIAS: the RL_QUERY level */
 	struct rlevel **children;
 	size_t nchildren;
