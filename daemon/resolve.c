@@ -1072,7 +1072,6 @@ static int push_lookups(struct pctx *p, const struct spec_queryset *qs,
 	for (size_t i = qs->nprefetch_related; i-- > 0;) {
 		const struct spec_prefetch *sp = &qs->prefetch_related[i];
 		struct lookup *l = vec_push(&p->stack, &p->nstack, sizeof(*l));
-		const char *last = strrchr(sp->lookup, '_');
 		char *to_local = NULL;
 
 		if (!l)
@@ -1095,7 +1094,6 @@ static int push_lookups(struct pctx *p, const struct spec_queryset *qs,
 					 "%.*s%s", (int)keep, sp->lookup,
 					 sp->to_attr);
 		}
-		(void)last;
 		l->to = join_path(prefix, to_local ? to_local : sp->lookup);
 		free(to_local);
 		if (!l->through || !l->to)
