@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 static const char SQL_BEGIN[] =
@@ -63,14 +64,6 @@ struct exec {
 	struct exec_stats stats;
 	struct pf_err err; /* the error done reports */
 };
-
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 /* ---- the end ---- */
 
@@ -227,7 +220,7 @@ static void on_batch(struct pool_conn *conn, struct pool_stmt *stmts, size_t n,
 {
 	struct exec *ex = arg;
 
-	ex->t_last = now_ms();
+	ex->t_last = clock_ms();
 	if (err) {
 		for (size_t i = 0; i < n; i++) {
 			PQclear(stmts[i].result);
@@ -405,7 +398,7 @@ static void run_round(struct exec *ex)
 		add_stmt(ex, SQL_COMMIT, -1);
 	ex->began = true;
 	ex->in_tx = true;
-	ex->t_batch = now_ms();
+	ex->t_batch = clock_ms();
 	if (ex->t_first == 0)
 		ex->t_first = ex->t_batch;
 	/* max_rows is enforced while the rows arrive: the pool reads at most

@@ -28,6 +28,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "exec.h"
 #include "graph.h"
 #include "log.h"
@@ -65,7 +66,7 @@ struct request {
 	const char *route; /* the route's path, or "other" */
 	char path[256];
 	char id[40];
-	struct timespec started;
+	double started; /* clock_ms() at arrival */
 	bool debug;
 	bool plan_only;
 	struct schema *schema;
@@ -106,15 +107,6 @@ static const struct route routes[] = {
 	{"/metrics", EVHTTP_REQ_GET, false, handle_metrics},
 	{"/openapi.json", EVHTTP_REQ_GET, false, handle_openapi},
 };
-
-static double ms_since(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
-	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
-}
 
 static const char *method_name(enum evhttp_cmd_type m)
 {
@@ -243,25 +235,24 @@ static void reply(struct request *r, int status, struct evbuffer *body)
 	if (r->queries) {
 		char timing[96];
 		snprintf(timing, sizeof(timing), "db;dur=%.3f, total;dur=%.3f",
-			 r->db_ms, ms_since(&r->started));
+			 r->db_ms, (clock_ms() - r->started));
 		evhttp_add_header(out, "Server-Timing", timing);
 	}
 	if (!r->route || strcmp(r->route, "/metrics") != 0)
 		evbuffer_add(body, "\n", 1);
-	/* When the client already left, libevent has detached the request
-	 * and this only frees it. */
-	/* r->evcon is NULL once the client left (on_client_close). From
-	 * here the connection's close callback tracks the reply. */
+	/* r->evcon is NULL once the client left: libevent has detached the
+	 * request and sending only frees it. Otherwise, from here on the
+	 * connection's close callback tracks the reply until it is written. */
 	if (r->evcon) {
 		r->evcon = NULL;
 		track_reply(r);
 	}
 	evhttp_send_reply(r->req, status, reason(status), body);
-	log_access(r->method, r->path, status, ms_since(&r->started),
+	log_access(r->method, r->path, status, (clock_ms() - r->started),
 		   r->queries, r->rows, r->id);
 	metrics_observe(r->h->metrics, r->route ? r->route : "other", status,
 			r->err_code[0] ? r->err_code : NULL,
-			ms_since(&r->started), r->queries, r->rows);
+			(clock_ms() - r->started), r->queries, r->rows);
 	evbuffer_free(body);
 	request_free(r);
 }
@@ -381,7 +372,7 @@ static void on_exec_done(struct exec *ex, const struct pf_err *err, void *arg)
 			    ",\"stats\":{\"queries\":%d,\"rows\":%ld,"
 			    "\"db_ms\":%.3f,\"total_ms\":%.3f}",
 			    st.queries, st.rows, st.db_ms,
-			    ms_since(&r->started));
+			    (clock_ms() - r->started));
 	if (r->debug) {
 		evbuffer_add_printf(body, ",\"queries\":");
 		exec_write_debug(ex, body);
@@ -585,7 +576,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 	r->h = h;
 	r->req = req;
 	r->method = method_name(method);
-	clock_gettime(CLOCK_MONOTONIC, &r->started);
+	r->started = clock_ms();
 	snprintf(r->path, sizeof(r->path), "%s", path ? path : "?");
 	set_request_id(r);
 	r->evcon = evhttp_request_get_connection(req);

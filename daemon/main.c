@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "catalog.h"
+#include "clock.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -25,17 +26,8 @@ struct daemon {
 	struct catalog *cat;
 	struct http *http;
 	struct event *sigterm, *sigint, *sighup, *drain;
-	struct timespec drain_started;
+	double drain_started; /* clock_ms() at SIGTERM */
 };
-
-static double ms_since(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
-	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
-}
 
 /* Polled while draining: exits the loop once no request is in flight or
  * the drain timeout has passed. */
@@ -45,7 +37,7 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 	int left = http_in_flight(d->http);
 
 	if (left == 0 ||
-	    ms_since(&d->drain_started) >= d->cfg.drain_timeout_ms) {
+	    clock_ms() - d->drain_started >= d->cfg.drain_timeout_ms) {
 		if (left)
 			log_warn("drain timeout: %d request(s) abandoned",
 				 left);
@@ -63,7 +55,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	log_info("signal %d: stopping; %d request(s) in flight", (int)sig,
 		 http_in_flight(d->http));
 	http_stop_accepting(d->http);
-	clock_gettime(CLOCK_MONOTONIC, &d->drain_started);
+	d->drain_started = clock_ms();
 	d->drain = event_new(d->base, -1, EV_PERSIST, on_drain_tick, d);
 	if (!d->drain) {
 		event_base_loopexit(d->base, NULL);
