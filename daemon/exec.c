@@ -226,14 +226,6 @@ static void on_batch(struct pool_conn *conn, struct pool_stmt *stmts, size_t n,
 			PQclear(stmts[i].result);
 			stmts[i].result = NULL;
 		}
-		/* The pool stopped reading past what was left of max_rows:
-		 * say so with the request's limit. */
-		if (err->status == 413) {
-			pf_err_set(&ex->err, 413, "too_many_rows", "",
-				   "the result would have more than %ld rows",
-				   ex->opt.max_rows);
-			err = &ex->err;
-		}
 		finish(ex, conn, false, err);
 		return;
 	}
@@ -401,13 +393,10 @@ static void run_round(struct exec *ex)
 	ex->t_batch = clock_ms();
 	if (ex->t_first == 0)
 		ex->t_first = ex->t_batch;
-	/* max_rows is enforced while the rows arrive: the pool reads at most
-	 * what is left of it, plus the one row that shows it is passed. */
-	if (pool_run_limited(conn, ex->stmts, ex->nstmts,
-			     ex->opt.max_rows > 0
-				     ? ex->opt.max_rows - graph_rows(ex->g)
-				     : -1,
-			     on_batch, ex, &ex->err)) {
+	/* max_rows is checked once a batch is in (on_batch): every statement
+	 * is capped one row past it (plan_build), which bounds what a batch
+	 * can hold. */
+	if (pool_run(conn, ex->stmts, ex->nstmts, on_batch, ex, &ex->err)) {
 		finish(ex, conn, false, &ex->err);
 		return;
 	}

@@ -450,6 +450,14 @@ static json_t *plan_to_json(const struct plan *plan)
 	return json_pack("{s:o}", "queries", queries);
 }
 
+/* Every statement is capped one row past --max-rows: a result that is too
+ * large then stops at the server, and the pool, which counts the rows of
+ * whole results, sees it pass the limit without ever holding more. */
+static long row_cap(const struct config *cfg)
+{
+	return cfg->max_rows > 0 ? cfg->max_rows + 1 : 0;
+}
+
 static void handle_query(struct request *r)
 {
 	const struct config *cfg = r->h->cfg;
@@ -473,7 +481,7 @@ static void handle_query(struct request *r)
 	r->resolved = resolve(r->schema, r->spec, &err);
 	if (!r->resolved)
 		goto fail;
-	r->plan = plan_build(r->resolved, &err);
+	r->plan = plan_build(r->resolved, row_cap(cfg), &err);
 	if (!r->plan)
 		goto fail;
 	if (r->plan_only) {

@@ -154,6 +154,7 @@ struct pb {
 	size_t nbuilt;
 	struct pending *pending;
 	size_t npending;
+	long row_cap; /* > 0: rows any one statement may return */
 	struct pf_err *err;
 };
 
@@ -839,6 +840,15 @@ static void render_select_list(struct sbuf *s, const struct qbuild *qb,
 	}
 }
 
+/* The row cap (plan_build) as a literal: it is the same for every request,
+ * so the text of a statement still depends only on the request's shape and
+ * stays one prepared statement. */
+static void render_cap(struct sbuf *s, const struct pb *b)
+{
+	if (b->row_cap > 0)
+		sb_add(s, " LIMIT %ld", b->row_cap);
+}
+
 static char *render_query(struct pb *b, int q, int *nlimit_params)
 {
 	const struct qbuild *qb = &b->qb[q];
@@ -861,6 +871,7 @@ static char *render_query(struct pb *b, int q, int *nlimit_params)
 		render_distinct_slice(&s, b, q, pbase, &next);
 		*nlimit_params = (qs->has_limit ? 1 : 0) + (qs->offset ? 1 : 0);
 		sb_add(&s, ") s");
+		render_cap(&s, b);
 		goto out;
 	}
 	if (qb->sliced) {
@@ -881,15 +892,20 @@ static char *render_query(struct pb *b, int q, int *nlimit_params)
 	}
 	render_order(&s, b, q, NULL);
 	if (qs->has_limit) {
+		/* finish_query lowers its value to the cap */
 		sb_add(&s, " LIMIT $%d", next++);
 		(*nlimit_params)++;
+	} else if (!qb->sliced) {
+		render_cap(&s, b);
 	}
 	if (qs->offset) {
 		sb_add(&s, " OFFSET $%d", next++);
 		(*nlimit_params)++;
 	}
-	if (qb->sliced)
+	if (qb->sliced) {
 		sb_add(&s, ") s");
+		render_cap(&s, b);
+	}
 out:
 	if (s.failed) {
 		free(s.s);
@@ -926,7 +942,13 @@ static int finish_query(struct pb *b, int q)
 		if (qs->params[i] && !(pq->params[k] = strdup(qs->params[i])))
 			return OOM(b->err);
 	if (qs->has_limit) {
-		snprintf(num, sizeof(num), "%lld", qs->limit);
+		/* a main query's slice is lowered to the cap; a per-parent
+		 * one is not: the cap is on the whole statement */
+		snprintf(num, sizeof(num), "%lld",
+			 !b->qb[q].sliced && b->row_cap > 0 &&
+					 qs->limit > b->row_cap
+				 ? (long long)b->row_cap
+				 : qs->limit);
 		if (!(pq->params[k++] = strdup(num)))
 			return OOM(b->err);
 	}
@@ -938,9 +960,10 @@ static int finish_query(struct pb *b, int q)
 	return 0;
 }
 
-struct plan *plan_build(const struct resolved *rq, struct pf_err *err)
+struct plan *plan_build(const struct resolved *rq, long row_cap,
+			struct pf_err *err)
 {
-	struct pb b = {.err = err};
+	struct pb b = {.row_cap = row_cap, .err = err};
 	const struct rlevel *root = &rq->root;
 	int root_node;
 

@@ -89,8 +89,12 @@ struct plan {
 
 struct resolved;
 
-/* Builds the plan of a resolved request. Returns NULL with err set (500 on
- * an internal inconsistency only: every client error was found by resolve).
- * The plan owns all of its strings; free it with plan_free. */
-struct plan *plan_build(const struct resolved *rq, struct pf_err *err);
+/* Builds the plan of a resolved request. row_cap > 0: no statement returns
+ * more than row_cap rows (a LIMIT on every statement, or its slice's own
+ * LIMIT lowered to it), so that a result past --max-rows is bounded before
+ * it is read; <= 0: no cap. Returns NULL with err set (500 on an internal
+ * inconsistency only: every client error was found by resolve). The plan
+ * owns all of its strings; free it with plan_free. */
+struct plan *plan_build(const struct resolved *rq, long row_cap,
+			struct pf_err *err);
 void plan_free(struct plan *plan); /* NULL ok */

@@ -74,9 +74,7 @@ struct pool_conn {
 	size_t n, cur;
 	struct slot *slots;
 	size_t nslots;
-	bool seen;     /* cur has produced at least one result */
-	long max_rows; /* rows the batch may return; < 0: no limit */
-	long rows;     /* rows received so far (with a limit) */
+	bool seen; /* cur has produced at least one result */
 	pool_run_cb cb;
 	void *arg;
 };
@@ -544,67 +542,14 @@ static void conn_keep_result(struct pool_conn *c, PGresult *res)
 
 	if (sl && sl->prepare && failed && st)
 		conn_forget(c, st->sql);
-	/* Rows gathered one by one (conn_row_mode) give way to the error
-	 * that ended them; the empty TUPLES_OK that ends such rows is
-	 * dropped below, their columns are in the copy already. */
-	if (failed && st && st->result &&
-	    PQresultStatus(st->result) == PGRES_TUPLES_OK) {
-		PQclear(st->result);
-		st->result = NULL;
-	}
 	if (st && !st->result && (!sl->prepare || failed))
 		st->result = res;
 	else
 		PQclear(res);
 }
 
-/* With a row limit (pool_run_limited), the rows of each statement arrive
- * one by one (libpq's single-row mode, chosen per statement in pipeline
- * mode, before its first PQgetResult), so that a result past the limit is
- * stopped at its first extra row instead of being read whole. */
-static void conn_row_mode(struct pool_conn *c)
-{
-	if (c->max_rows >= 0 && c->cur < c->nslots &&
-	    !c->slots[c->cur].prepare && !PQsetSingleRowMode(c->pg))
-		log_debug("pool: single-row mode refused for statement %zu",
-			  c->cur);
-}
-
-/* Appends a row (a PGRES_SINGLE_TUPLE result, consumed) to its
- * statement's result, which starts as an empty copy of the first row's
- * (same columns, status TUPLES_OK): callers see one ordinary result per
- * statement either way. -1 when out of memory. */
-static int conn_append_row(struct pool_conn *c, PGresult *row)
-{
-	const struct slot *sl = c->cur < c->nslots ? &c->slots[c->cur] : NULL;
-	PGresult **acc =
-		sl && sl->stmt >= 0 ? &c->stmts[sl->stmt].result : NULL;
-	int ok = 1, ntup, nf = PQnfields(row);
-
-	if (acc && !*acc)
-		*acc = PQcopyResult(row, PG_COPYRES_ATTRS);
-	if (acc && *acc) {
-		ntup = PQntuples(*acc);
-		/* a new tuple starts all NULL: set the values only, but at
-		 * least one field, which creates the tuple */
-		for (int f = 0; f < nf && ok; f++)
-			if (f == 0 || !PQgetisnull(row, 0, f))
-				ok = PQsetvalue(
-					*acc, ntup, f,
-					PQgetisnull(row, 0, f)
-						? NULL
-						: PQgetvalue(row, 0, f),
-					PQgetisnull(row, 0, f)
-						? -1
-						: PQgetlength(row, 0, f));
-	}
-	PQclear(row);
-	return acc && (!*acc || !ok) ? -1 : 0;
-}
-
 /* Collects every complete result. Returns 1 at the batch's sync, 0 when
- * more input is needed, -1 when the connection failed, -2 when the rows
- * passed the batch's limit. */
+ * more input is needed, -1 when the connection failed. */
 static int conn_collect(struct pool_conn *c)
 {
 	PGresult *res;
@@ -621,7 +566,6 @@ static int conn_collect(struct pool_conn *c)
 				break;
 			c->seen = false;
 			c->cur++;
-			conn_row_mode(c);
 			continue;
 		}
 		c->seen = true;
@@ -629,14 +573,6 @@ static int conn_collect(struct pool_conn *c)
 		case PGRES_PIPELINE_SYNC:
 			PQclear(res); /* no NULL follows a sync */
 			return 1;
-		case PGRES_SINGLE_TUPLE:
-			if (++c->rows > c->max_rows) {
-				PQclear(res);
-				return -2;
-			}
-			if (conn_append_row(c, res) < 0)
-				return -1;
-			break;
 		case PGRES_PIPELINE_ABORTED: /* after an earlier error */
 			/* An aborted Parse never ran: not prepared. */
 			if (c->cur < c->nslots && c->slots[c->cur].prepare)
@@ -650,18 +586,6 @@ static int conn_collect(struct pool_conn *c)
 		}
 	}
 	return PQstatus(c->pg) == CONNECTION_OK ? 0 : -1;
-}
-
-/* The batch passed its row limit: the rest of it is never read, so the
- * connection is in an unknown state; conn_run_finish marks it broken
- * (closed on release, never reused). */
-static void conn_run_too_many_rows(struct pool_conn *c)
-{
-	struct pf_err err;
-
-	pf_err_set(&err, 413, "too_many_rows", NULL,
-		   "the result would have more than %ld rows", c->max_rows);
-	conn_run_finish(c, &err);
 }
 
 static void conn_run_event(struct pool_conn *c, short what)
@@ -678,8 +602,6 @@ static void conn_run_event(struct pool_conn *c, short what)
 	r = flushed < 0 ? -1 : conn_collect(c);
 	if (r > 0)
 		conn_run_finish(c, NULL);
-	else if (r == -2)
-		conn_run_too_many_rows(c);
 	else if (r < 0 || conn_wait_results(c, flushed) < 0)
 		conn_run_failed(c);
 }
@@ -788,13 +710,6 @@ static int conn_send(struct pool_conn *c, const struct pool_stmt *st, int i)
 int pool_run(struct pool_conn *c, struct pool_stmt *stmts, size_t n,
 	     pool_run_cb cb, void *arg, struct pf_err *err)
 {
-	return pool_run_limited(c, stmts, n, -1, cb, arg, err);
-}
-
-int pool_run_limited(struct pool_conn *c, struct pool_stmt *stmts, size_t n,
-		     long max_rows, pool_run_cb cb, void *arg,
-		     struct pf_err *err)
-{
 	size_t i;
 	int flushed;
 
@@ -814,12 +729,9 @@ int pool_run_limited(struct pool_conn *c, struct pool_stmt *stmts, size_t n,
 	c->n = n;
 	c->cur = 0;
 	c->seen = false;
-	c->max_rows = max_rows;
-	c->rows = 0;
 	c->cb = cb;
 	c->arg = arg;
 	conn_set_state(c, CONN_RUNNING);
-	conn_row_mode(c); /* before anything is read: see conn_row_mode */
 	flushed = PQflush(c->pg);
 	if (flushed >= 0 && conn_wait_results(c, flushed) == 0)
 		return 0;

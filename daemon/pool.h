@@ -102,15 +102,6 @@ typedef void (*pool_run_cb)(struct pool_conn *conn, struct pool_stmt *stmts,
 int pool_run(struct pool_conn *conn, struct pool_stmt *stmts, size_t n,
 	     pool_run_cb cb, void *arg, struct pf_err *err);
 
-/* pool_run with a limit on the rows of the whole batch (max_rows < 0: none).
- * The rows are read one at a time, so that past the limit the batch stops
- * at the first extra row: cb gets err 413 too_many_rows and the results so
- * far, and the connection, whose rest of the batch was never read, is not
- * reusable. No more than max_rows rows are ever held. */
-int pool_run_limited(struct pool_conn *conn, struct pool_stmt *stmts, size_t n,
-		     long max_rows, pool_run_cb cb, void *arg,
-		     struct pf_err *err);
-
 /* Abandons a batch in flight (the client left): cb will not fire, results
  * are cleared, and the connection is closed rather than reused. */
 void pool_abandon(struct pool_conn *conn);

@@ -57,6 +57,9 @@ static void fuzz_check_sql(const struct plan_query *q, const char *hidden_table)
 	}
 }
 
+/* The daemon's cap for the default --max-rows: plans are fuzzed as sent. */
+#define FUZZ_ROW_CAP 1000001
+
 /* hidden_table: a quoted table name that must never appear, or NULL. */
 static void fuzz_one(const struct schema *s, const char *hidden_table,
 		     const uint8_t *data, size_t size)
@@ -78,7 +81,7 @@ static void fuzz_one(const struct schema *s, const char *hidden_table,
 		spec_free(spec);
 		return;
 	}
-	plan = plan_build(rq, &err);
+	plan = plan_build(rq, FUZZ_ROW_CAP, &err);
 	if (!plan)
 		fuzz_fail("plan_build failed after resolve", err.message);
 	for (size_t i = 0; i < plan->nqueries; i++)

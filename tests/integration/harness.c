@@ -1078,10 +1078,11 @@ void db_stats_reset(void)
 	free(sql);
 }
 
-long db_data_statements_since_reset(void)
+/* sum(column) over the data statements (see harness.h) since the reset. */
+static long db_data_statements_sum(const char *column)
 {
 	char *sql = xprintf(
-		"SELECT coalesce(sum(s.calls), 0)::bigint "
+		"SELECT coalesce(sum(s.%s), 0)::bigint "
 		"FROM %s.pg_stat_statements s "
 		"WHERE s.toplevel "
 		"AND s.dbid = (SELECT oid FROM pg_database "
@@ -1095,13 +1096,23 @@ long db_data_statements_since_reset(void)
 		"AND s.query !~* '\\m(pg_class|pg_attribute|pg_constraint|"
 		"pg_namespace|pg_index|pg_type|pg_attrdef|pg_description|"
 		"information_schema)\\M'",
-		pgss_schema());
+		column, pgss_schema());
 	PGresult *r = db_query(sql);
 	long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 
 	PQclear(r);
 	free(sql);
 	return n;
+}
+
+long db_data_statements_since_reset(void)
+{
+	return db_data_statements_sum("calls");
+}
+
+long db_data_rows_since_reset(void)
+{
+	return db_data_statements_sum("rows");
 }
 
 static void pgctl(const char *verb)

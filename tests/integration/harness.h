@@ -168,6 +168,8 @@ void db_stats_reset(void);
  * SET, "SELECT 1" pings and set_config(), and not the catalog queries
  * (pg_class, pg_attribute, ...), in case the daemon reloads its schema. */
 long db_data_statements_since_reset(void);
+/* The rows those statements returned to their clients, all together. */
+long db_data_rows_since_reset(void);
 
 /* $PFTEST_PGCTL stop|start "$PFTEST_PGDATA": fast shutdown (every
  * connection is cut) and a start that waits until the server accepts

@@ -100,7 +100,10 @@ START_TEST(test_plan_case)
 	ck_assert_msg(spec != NULL, "%s: spec: %s", name, err.message);
 	rq = resolve(schema, spec, &err);
 	if (rq)
-		plan = plan_build(rq, &err);
+		plan = plan_build(
+			rq,
+			(long)json_integer_value(json_object_get(c, "row_cap")),
+			&err);
 	if (want_err) {
 		ck_assert_msg(plan == NULL, "%s: expected an error", name);
 		ck_assert_int_eq(err.status, json_integer_value(json_object_get(
@@ -138,7 +141,8 @@ START_TEST(test_sql_text_does_not_depend_on_values)
 	struct spec_queryset *sb = spec_parse(b, strlen(b), NULL, &err);
 	struct resolved *ra = resolve(schema, sa, &err);
 	struct resolved *rb = resolve(schema, sb, &err);
-	struct plan *pa = plan_build(ra, &err), *pb = plan_build(rb, &err);
+	struct plan *pa = plan_build(ra, 0, &err),
+		    *pb = plan_build(rb, 0, &err);
 
 	ck_assert_str_eq(pa->queries[0].sql, pb->queries[0].sql);
 	ck_assert_ptr_null(strstr(pb->queries[0].sql, "DROP"));
