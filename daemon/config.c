@@ -63,6 +63,8 @@ static const struct option_def options[] = {
 	{"max-headers", "PREFETCHD_MAX_HEADERS", OPT_INT, OFF(max_headers),
 	 "65536", 1024, 16 * 1024 * 1024,
 	 "bytes of request headers (over it: libevent's own 413)"},
+	{"reuse-port", "PREFETCHD_REUSE_PORT", OPT_INT, OFF(reuse_port), "0", 0,
+	 1, "1: SO_REUSEPORT, so that several processes share --listen"},
 	{"max-concurrent", "PREFETCHD_MAX_CONCURRENT", OPT_INT,
 	 OFF(max_concurrent), "1024", 1, 1000000,
 	 "requests in flight at most, health checks aside (then 503)"},

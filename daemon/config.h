@@ -29,6 +29,7 @@ struct config {
 	int drain_timeout_ms; /* SIGTERM: how long requests may finish */
 	int max_headers;      /* bytes of request headers */
 	int max_concurrent;   /* requests in flight, /healthz+/readyz aside */
+	int reuse_port;	      /* 1: SO_REUSEPORT on the listener */
 };
 
 /* Fills cfg from the environment and argv. Returns 0, 1 when --help or

@@ -25,6 +25,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
@@ -648,6 +649,32 @@ static void on_request(struct evhttp_request *req, void *arg)
 	route->handler(r);
 }
 
+/* What evhttp_bind_socket_with_handle does, plus SO_REUSEPORT when asked:
+ * then several prefetchd processes may listen on the same port, and the
+ * kernel spreads the connections between them (README, "all cores"). */
+static struct evhttp_bound_socket *listen_on(struct http *h, const char *host,
+					     int port, bool reuse_port)
+{
+	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC,
+					.ai_socktype = SOCK_STREAM,
+					.ai_flags = EVUTIL_AI_PASSIVE |
+						    EVUTIL_AI_ADDRCONFIG};
+	struct evutil_addrinfo *ai = NULL;
+	struct evconnlistener *l = NULL;
+	char service[16];
+	unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+			 LEV_OPT_CLOSE_ON_FREE |
+			 (reuse_port ? LEV_OPT_REUSEABLE_PORT : 0);
+
+	snprintf(service, sizeof(service), "%d", port);
+	if (evutil_getaddrinfo(host, service, &hints, &ai) != 0)
+		return NULL;
+	l = evconnlistener_new_bind(h->base, NULL, NULL, flags, -1, ai->ai_addr,
+				    (int)ai->ai_addrlen);
+	evutil_freeaddrinfo(ai);
+	return l ? evhttp_bind_listener(h->evh, l) : NULL;
+}
+
 struct http *http_new(struct event_base *base, const struct config *cfg,
 		      struct pool *pool, struct catalog *cat,
 		      struct pf_err *err)
@@ -688,8 +715,7 @@ struct http *http_new(struct event_base *base, const struct config *cfg,
 	evhttp_set_timeout(h->evh, cfg->http_timeout_s);
 	evhttp_set_default_content_type(h->evh, "application/json");
 	evhttp_set_gencb(h->evh, on_request, h);
-	h->listener =
-		evhttp_bind_socket_with_handle(h->evh, host, (ev_uint16_t)port);
+	h->listener = listen_on(h, host, port, cfg->reuse_port);
 	if (!h->listener) {
 		pf_err_set(err, 500, "internal", "listen",
 			   "cannot listen on %s", cfg->listen);

@@ -146,6 +146,51 @@ START_TEST(test_stop_signal_exits_0)
 }
 END_TEST
 
+/* Without --reuse-port a taken port is an error at start (exit 1, with
+ * the log saying why); with it on both, two daemons share the port and the
+ * kernel gives each a share of new connections. */
+START_TEST(test_reuse_port_shares_a_port_between_daemons)
+{
+	const char *first_args[] = {"--reuse-port", "1", NULL};
+	struct pfd *first = pfd_start(first_args), *second, *refused;
+	char listen[32];
+	const char *second_args[] = {"--listen", listen, "--reuse-port", "1",
+				     NULL};
+	const char *refused_args[] = {"--listen", listen, NULL};
+	int port = pfd_port(first), status, served[2] = {0, 0};
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	refused = pfd_spawn(refused_args);
+	status = pfd_wait_exit(refused, 15000);
+	ck_assert_msg(status == 1, "exit status %d; log:\n%s", status,
+		      pfd_log(refused));
+	ck_assert(strstr(pfd_log(refused), "cannot listen") != NULL);
+	pfd_free(refused);
+
+	second = pfd_start(second_args);
+	ck_assert_int_eq(pfd_port(second), port);
+	ck_assert_int_eq(pfd_wait_ready(first, READY_MS), 0);
+	ck_assert_int_eq(pfd_wait_ready(second, READY_MS), 0);
+	/* each http_do is a new connection: 40 of them all landing on one
+	 * daemon would happen about once in 10^12 runs */
+	for (int i = 0; i < 40; i++)
+		assert_healthz_ok(port);
+	ck_assert_int_eq(pfd_stop(first), 0);
+	ck_assert_int_eq(pfd_stop(second), 0);
+	for (const char *at = pfd_log(first); (at = strstr(at, "/healthz "));
+	     at++)
+		served[0]++;
+	for (const char *at = pfd_log(second); (at = strstr(at, "/healthz "));
+	     at++)
+		served[1]++;
+	ck_assert_msg(served[0] > 0 && served[1] > 0,
+		      "one daemon served every connection: %d and %d",
+		      served[0], served[1]);
+	pfd_free(first);
+	pfd_free(second);
+}
+END_TEST
+
 START_TEST(test_database_outage_is_503_then_recovers)
 {
 	struct pfd *p = pfd_start(NULL);
@@ -214,6 +259,10 @@ Suite *endpoints_suite(void)
 	tc = pftest_tcase("signals");
 	tcase_add_loop_test(tc, test_stop_signal_exits_0, 0,
 			    sizeof(stop_signals) / sizeof(stop_signals[0]));
+	suite_add_tcase(s, tc);
+
+	tc = pftest_tcase("listen");
+	tcase_add_test(tc, test_reuse_port_shares_a_port_between_daemons);
 	suite_add_tcase(s, tc);
 
 	tc = pftest_tcase("outage");
