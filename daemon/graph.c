@@ -2,8 +2,8 @@
  * The object graph of one request (see graph.h): the PGresult of every query,
  * the objects of each node (computed on demand, cached), one key hash per
  * keyed query (key text -> its rows in result order), and the JSON writer.
- * Values go straight from the PGresults into the evbuffer (through a 16 KB
- * staging buffer): no jansson tree and no allocation per value or per row.
+ * Values go straight from the PGresults into space reserved in the evbuffer:
+ * no jansson tree, no staging copy, no allocation per value or per row.
  */
 #include "graph.h"
 
@@ -38,15 +38,26 @@ struct jkey {
 	size_t len;
 };
 
-/* Output goes through a small buffer flushed to the evbuffer in 16 KB
- * spans: an evbuffer_add per token (a brace, a key, a value) costs more than
- * the copy, and a result writes millions of tokens. */
+/* Output goes straight into space reserved at the end of the evbuffer
+ * (evbuffer_reserve_space), chunk bytes or more at a time, committed when
+ * full and at the end: no evbuffer call per token (a brace, a key, a value:
+ * a result writes millions) and no copy through a staging buffer. Nothing
+ * else may write to the evbuffer meanwhile. p and end bound the free part
+ * of the reservation; with nothing reserved (before the first byte, after
+ * a failure) both point at no_space, so that the fast path of sink_put
+ * needs no other test. */
+#define SINK_CHUNK 16384
+
 struct sink {
 	struct evbuffer *out;
-	size_t len;
+	struct evbuffer_iovec vec; /* the reservation (iov_base NULL: none) */
+	char *p;
+	char *end;
+	size_t chunk; /* bytes to reserve at least */
 	int failed;
-	char buf[16384];
 };
+
+static char no_space[1];
 
 struct node_keys {
 	struct jkey *fields;
@@ -81,81 +92,163 @@ struct writer {
 
 /* ---- output ---- */
 
-/* Not a brace initializer: that would zero the 16 KB buffer each time. */
-static void sink_init(struct sink *k, struct evbuffer *out)
+/* chunk: the bytes to reserve at a time; what a small write needs, so that
+ * it takes no more of the evbuffer than that (a reservation larger than
+ * what is left in its last chain starts a new chain). */
+static void sink_init(struct sink *k, struct evbuffer *out, size_t chunk)
 {
 	k->out = out;
-	k->len = 0;
+	k->vec.iov_base = NULL;
+	k->p = k->end = no_space;
+	k->chunk = chunk;
 	k->failed = 0;
 }
 
+/* Hands the bytes written so far to the evbuffer (the rest of the
+ * reservation goes back to it). */
 static void sink_flush(struct sink *k)
 {
-	if (k->len > 0)
-		k->failed |= evbuffer_add(k->out, k->buf, k->len);
-	k->len = 0;
+	if (k->vec.iov_base) {
+		k->vec.iov_len = (size_t)(k->p - (char *)k->vec.iov_base);
+		if (evbuffer_commit_space(k->out, &k->vec, 1) < 0)
+			k->failed = -1;
+	}
+	k->vec.iov_base = NULL;
+	k->p = k->end = no_space;
 }
 
-static void sink_put(struct sink *k, const char *s, size_t len)
+/* The rare case of sink_put: the reservation is full, or there is none
+ * yet. Fills what is left of it, commits it, and reserves room for the
+ * rest: chunk bytes, or more for a longer value. Kept out of line so
+ * that the fast path below stays small enough to inline everywhere. */
+static void sink_put_slow(struct sink *k, const char *s, size_t len)
 {
-	if (len > sizeof(k->buf) - k->len) {
-		sink_flush(k);
-		if (len > sizeof(k->buf)) {
-			k->failed |= evbuffer_add(k->out, s, len);
-			return;
-		}
+	size_t room = (size_t)(k->end - k->p);
+	size_t want = len - room > k->chunk ? len - room : k->chunk;
+
+	memcpy(k->p, s, room);
+	k->p += room;
+	sink_flush(k);
+	if (k->failed ||
+	    evbuffer_reserve_space(k->out, (ev_ssize_t)want, &k->vec, 1) != 1) {
+		k->failed = -1;
+		k->vec.iov_base = NULL;
+		return;
 	}
-	memcpy(k->buf + k->len, s, len);
-	k->len += len;
+	k->p = k->vec.iov_base;
+	k->end = k->p + k->vec.iov_len;
+	memcpy(k->p, s + room, len - room);
+	k->p += len - room;
+}
+
+/* Inline: the writer calls this for every brace, key and value, and nearly
+ * always the bytes fit (a short memcpy, a store for constant lengths). */
+static inline void sink_put(struct sink *k, const char *s, size_t len)
+{
+	if (len <= (size_t)(k->end - k->p)) {
+		memcpy(k->p, s, len);
+		k->p += len;
+		return;
+	}
+	sink_put_slow(k, s, len);
 }
 
 /* ---- escaping ---- */
 
 /* escape_json() of PostgreSQL: the two-character escapes, \u00xx (lower-case
- * hex) for the other control characters, every other byte as is. */
-static const char *escape_of(unsigned char c, char buf[8])
+ * hex) for the other control characters, every other byte as is (UTF-8
+ * and DEL included). */
+static bool needs_escape(unsigned char c)
+{
+	return c < 0x20 || c == '"' || c == '\\';
+}
+
+/* Writes the escape of c (needs_escape) into buf; returns its length. */
+static size_t escape_of(unsigned char c, char buf[6])
 {
 	static const char hex[] = "0123456789abcdef";
+	char short_form = 0;
 
 	switch (c) {
 	case '"':
-		return "\\\"";
 	case '\\':
-		return "\\\\";
+		short_form = (char)c;
+		break;
 	case '\b':
-		return "\\b";
+		short_form = 'b';
+		break;
 	case '\f':
-		return "\\f";
+		short_form = 'f';
+		break;
 	case '\n':
-		return "\\n";
+		short_form = 'n';
+		break;
 	case '\r':
-		return "\\r";
+		short_form = 'r';
+		break;
 	case '\t':
-		return "\\t";
-	default:
-		memcpy(buf, "\\u00", 4);
-		buf[4] = hex[c >> 4];
-		buf[5] = hex[c & 15];
-		buf[6] = '\0';
-		return buf;
+		short_form = 't';
+		break;
 	}
+	buf[0] = '\\';
+	if (short_form) {
+		buf[1] = short_form;
+		return 2;
+	}
+	memcpy(buf + 1, "u00", 3);
+	buf[4] = hex[c >> 4];
+	buf[5] = hex[c & 15];
+	return 6;
 }
 
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+/* Whether any of the 8 bytes of x needs_escape, all 8 at once (the "has a
+ * byte less than n / equal to zero" tricks of Bit Twiddling Hacks). Only
+ * bytes below 0x80 can need escaping, and & ~x keeps their high bits. In
+ * such a byte, x - 0x20 sets the high bit when the byte is below 0x20, and
+ * (x ^ '"') - 1 when it is '"' (0 - 1 = 0xff); likewise '\\'. A borrow out
+ * of a byte that matched may flag the bytes above it too, but never
+ * without a real match: the yes/no answer is exact, whatever the byte order
+ * of the load, and next_escape finds the byte itself one byte at a time. */
+static bool word_needs_escape(uint64_t x)
+{
+	uint64_t below = x - ONES * 0x20;
+	uint64_t quote = (x ^ (ONES * '"')) - ONES;
+	uint64_t bslash = (x ^ (ONES * '\\')) - ONES;
+
+	return ((below | quote | bslash) & ~x & HIGHS) != 0;
+}
+
+/* The first byte at or after i that needs escaping, or len. Skips clean
+ * words 8 bytes at a time (memcpy: s need not be aligned), then finds the
+ * byte within the word, or in the last few bytes, one at a time. */
+static size_t next_escape(const char *s, size_t len, size_t i)
+{
+	for (; len - i >= 8; i += 8) {
+		uint64_t x;
+
+		memcpy(&x, s + i, 8);
+		if (word_needs_escape(x))
+			break;
+	}
+	while (i < len && !needs_escape((unsigned char)s[i]))
+		i++;
+	return i;
+}
+
+/* s as a JSON string: each clean run is one sink_put. */
 static void put_string(struct sink *k, const char *s, size_t len)
 {
-	size_t start = 0;
+	size_t start = 0, i;
 
 	sink_put(k, "\"", 1);
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char buf[8];
-		const char *esc;
+	while ((i = next_escape(s, len, start)) < len) {
+		char buf[6];
 
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		esc = escape_of(c, buf);
 		sink_put(k, s + start, i - start);
-		sink_put(k, esc, strlen(esc));
+		sink_put(k, buf, escape_of((unsigned char)s[i], buf));
 		start = i + 1;
 	}
 	sink_put(k, s + start, len - start);
@@ -166,9 +259,26 @@ void graph_write_string(struct evbuffer *out, const char *s, size_t len)
 {
 	struct sink k;
 
-	sink_init(&k, out);
+	sink_init(&k, out, len + 2); /* enough unless s needs escapes */
 	put_string(&k, s, len);
 	sink_flush(&k);
+}
+
+/*
+ * The text and length of a value; false for SQL NULL. Two libpq calls
+ * rather than three (PQgetisnull, PQgetvalue, PQgetlength), and this runs
+ * for every value written: PQgetlength reads a NULL's length as 0
+ * (fe-exec.c: NULL_LEN gives 0), so only an empty value can be NULL and
+ * only then is PQgetisnull asked.
+ */
+static bool cell(const PGresult *res, int row, int col, const char **v,
+		 size_t *len)
+{
+	*len = (size_t)PQgetlength(res, row, col);
+	if (*len == 0 && PQgetisnull(res, row, col))
+		return false;
+	*v = PQgetvalue(res, row, col);
+	return true;
 }
 
 static size_t skip_digits(const char *s, size_t len, size_t i)
@@ -218,12 +328,10 @@ static void put_value(struct sink *k, const PGresult *res, int row, int col,
 	const char *v;
 	size_t len;
 
-	if (PQgetisnull(res, row, col)) {
+	if (!cell(res, row, col, &v, &len)) {
 		sink_put(k, "null", 4);
 		return;
 	}
-	v = PQgetvalue(res, row, col);
-	len = (size_t)PQgetlength(res, row, col);
 	switch (render) {
 	case RENDER_NUMBER:
 		if (is_json_number(v, len))
@@ -262,16 +370,11 @@ static int make_key(struct jkey *key, const char *name)
 	*o++ = '"';
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)name[i];
-		char buf[8];
-		const char *esc;
 
-		if (c >= 0x20 && c != '"' && c != '\\') {
+		if (needs_escape(c))
+			o += escape_of(c, o);
+		else
 			*o++ = (char)c;
-			continue;
-		}
-		esc = escape_of(c, buf);
-		memcpy(o, esc, strlen(esc));
-		o += strlen(esc);
 	}
 	*o++ = '"';
 	*o++ = ':';
@@ -441,13 +544,12 @@ static int hash_build(struct keyhash *h, const PGresult *res, int col)
 	}
 	h->mask = cap - 1;
 	for (int row = 0; row < n; row++) {
-		size_t i;
+		const char *key;
+		size_t len, i;
 
-		if (PQgetisnull(res, row, col))
+		if (!cell(res, row, col, &key, &len))
 			continue;
-		i = find_slot(h->head, h->mask, res, col,
-			      PQgetvalue(res, row, col),
-			      (size_t)PQgetlength(res, row, col));
+		i = find_slot(h->head, h->mask, res, col, key, len);
 		if (h->head[i] == 0)
 			h->head[i] = row + 1;
 		else
@@ -474,13 +576,13 @@ static int hash_first(const struct graph *g, const struct keyhash *h, int q,
 		      const PGresult *pres, int row, int col)
 {
 	const PGresult *res = g->res[q];
+	const char *key;
+	size_t len;
 
-	if (!res || PQgetisnull(pres, row, col))
+	if (!res || !cell(pres, row, col, &key, &len))
 		return 0;
 	return h->head[find_slot(h->head, h->mask, res,
-				 g->plan->queries[q].key_col,
-				 PQgetvalue(pres, row, col),
-				 (size_t)PQgetlength(pres, row, col))];
+				 g->plan->queries[q].key_col, key, len)];
 }
 
 /* ---- the objects of a node ---- */
@@ -635,13 +737,12 @@ static int distinct_rows(const PGresult *res, int col, const struct objs *o,
 	}
 	for (size_t i = 0; i < o->n; i++) {
 		int row = objs_row(o, i);
-		size_t slot;
+		const char *key;
+		size_t len, slot;
 
-		if (PQgetisnull(res, row, col))
+		if (!cell(res, row, col, &key, &len))
 			continue;
-		slot = find_slot(table, mask, res, col,
-				 PQgetvalue(res, row, col),
-				 (size_t)PQgetlength(res, row, col));
+		slot = find_slot(table, mask, res, col, key, len);
 		if (table[slot] == 0) {
 			table[slot] = row + 1;
 			(*rows)[(*n)++] = row;
@@ -825,7 +926,7 @@ static void writer_init(struct writer *w, struct graph *g, struct evbuffer *out)
 	w->depth = 0;
 	w->cap = 0;
 	w->failed = 0;
-	sink_init(&w->sink, out);
+	sink_init(&w->sink, out, SINK_CHUNK);
 }
 
 size_t graph_count(struct graph *g)

@@ -557,6 +557,288 @@ START_TEST(test_long_values_are_written_whole)
 }
 END_TEST
 
+/* ---- the writer's fast paths: escapes found 8 bytes at a time, output
+ * written into space reserved in the evbuffer, chunk by chunk ---- */
+
+/* PostgreSQL 15's to_json(chr(c)) for the control characters, c = 1..31
+ * (chr(0) is no text; the writer escapes it like the others). */
+static const char *const control_json[32] = {
+	"\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005",
+	"\\u0006", "\\u0007", "\\b",	 "\\t",	    "\\n",     "\\u000b",
+	"\\f",	   "\\r",     "\\u000e", "\\u000f", "\\u0010", "\\u0011",
+	"\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
+	"\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d",
+	"\\u001e", "\\u001f"};
+
+/* Appends byte c as to_json writes it within a string: the control
+ * characters as above, '"' and '\' escaped, any other byte (DEL, UTF-8)
+ * as is. */
+static char *to_json_byte(char *o, unsigned char c)
+{
+	const char *e = c < 0x20    ? control_json[c]
+			: c == '"'  ? "\\\""
+			: c == '\\' ? "\\\\"
+				    : NULL;
+
+	if (!e) {
+		*o++ = (char)c;
+		return o;
+	}
+	memcpy(o, e, strlen(e));
+	return o + strlen(e);
+}
+
+/* Appends s as to_json writes it: quoted, byte by byte. */
+static char *to_json_string(char *o, const char *s, size_t len)
+{
+	*o++ = '"';
+	for (size_t i = 0; i < len; i++)
+		o = to_json_byte(o, (unsigned char)s[i]);
+	*o++ = '"';
+	return o;
+}
+
+/* Asserts that b holds exactly want (wlen bytes; NULs and all), naming the
+ * first byte that differs. */
+static void assert_buffer(struct evbuffer *b, const char *want, size_t wlen)
+{
+	size_t len = evbuffer_get_length(b), i = 0;
+	const char *got = (const char *)evbuffer_pullup(b, -1);
+
+	while (i < len && i < wlen && got[i] == want[i])
+		i++;
+	ck_assert_msg(i == len && i == wlen,
+		      "%zu bytes, want %zu; first difference at %zu: "
+		      "\"%.40s\" for \"%.40s\"",
+		      len, wlen, i, got ? got + i : "", want + i);
+}
+
+/* Every byte value at every position relative to the 8-byte words the
+ * writer scans (and in the tail after the last whole word), in strings of
+ * 1 to 27 bytes, written one after the other into one evbuffer. */
+START_TEST(test_write_string_every_byte_at_every_position)
+{
+	struct evbuffer *b = evbuffer_new();
+	size_t posts[] = {0, 1, 7, 8, 9}, cap = 256 * 18 * 5 * 40;
+	char s[32], *want = malloc(cap), *w = want;
+
+	for (int c = 0; c < 256; c++)
+		for (size_t pre = 0; pre < 18; pre++)
+			for (size_t j = 0; j < N(posts); j++) {
+				size_t len = pre + 1 + posts[j];
+
+				memset(s, 'a', pre);
+				s[pre] = (char)c;
+				memset(s + pre + 1, 'b', posts[j]);
+				graph_write_string(b, s, len);
+				w = to_json_string(w, s, len);
+			}
+	ck_assert_uint_le((size_t)(w - want), cap);
+	assert_buffer(b, want, (size_t)(w - want));
+	free(want);
+	evbuffer_free(b);
+}
+END_TEST
+
+/* Every pair of byte values, side by side within a word and across the
+ * boundary of two: a borrow out of one byte of the 8-byte test must not
+ * hide the other. */
+START_TEST(test_write_string_every_pair_of_bytes)
+{
+	struct evbuffer *b = evbuffer_new();
+	size_t at[] = {3, 7}, cap = 256 * 256 * 2 * 40;
+	char s[] = "0123456789abcdefgh", *want = malloc(cap), *w = want;
+
+	for (size_t k = 0; k < N(at); k++)
+		for (int x = 0; x < 256; x++)
+			for (int y = 0; y < 256; y++) {
+				memcpy(s, "0123456789abcdefgh", sizeof(s));
+				s[at[k]] = (char)x;
+				s[at[k] + 1] = (char)y;
+				graph_write_string(b, s, sizeof(s) - 1);
+				w = to_json_string(w, s, sizeof(s) - 1);
+			}
+	ck_assert_uint_le((size_t)(w - want), cap);
+	assert_buffer(b, want, (size_t)(w - want));
+	free(want);
+	evbuffer_free(b);
+}
+END_TEST
+
+/* Written out by hand: escapes just before, at and after a word boundary,
+ * after several clean words, and UTF-8 around them. */
+static const struct {
+	const char *text;
+	const char *json;
+} boundary_cases[] = {
+	{"", "\"\""},
+	{"1234567\"", "\"1234567\\\"\""},
+	{"12345678\"", "\"12345678\\\"\""},
+	{"\"12345678", "\"\\\"12345678\""},
+	{"1234567\n89abcdef\\", "\"1234567\\n89abcdef\\\\\""},
+	{"12345678abcdefgh\t", "\"12345678abcdefgh\\t\""},
+	{"ab\001cdefgh\037ijklmnop", "\"ab\\u0001cdefgh\\u001fijklmnop\""},
+	{"\"\"\"\"\"\"\"\"\"", "\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\""},
+	{"\\\\\\\\\\\\\\\\", "\"\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\""},
+	{"éééé\"é", "\"éééé\\\"é\""},
+	{"夏目漱石\r\n", "\"夏目漱石\\r\\n\""},
+	{"\x7f\x80\xbf\xc0\xfe\xff\"\x1f",
+	 "\"\x7f\x80\xbf\xc0\xfe\xff\\\"\\u001f\""},
+};
+
+START_TEST(test_write_string_around_word_boundaries)
+{
+	struct evbuffer *b = evbuffer_new();
+	const char *text = boundary_cases[_i].text;
+	const char *json = boundary_cases[_i].json;
+
+	graph_write_string(b, text, strlen(text));
+	assert_buffer(b, json, strlen(json));
+	evbuffer_free(b);
+}
+END_TEST
+
+/* One column of 3000 rows: strings of 0 to 69 bytes with an escape here
+ * and there, SQL NULLs and empty strings, over many reservations (about
+ * 150 KB); then the same objects in three ranges after text already in
+ * the evbuffer, as a large answer is sent in pieces. */
+START_TEST(test_many_values_across_reservations)
+{
+	enum { ROWS = 3000 };
+	struct plan_field f[] = {{"s", 0, RENDER_STRING}};
+	struct plan_query q[] = {main_query(1)};
+	struct plan_node n[] = {{.kind = NODE_QUERY,
+				 .src = 0,
+				 .parent = -1,
+				 .fields = f,
+				 .nfields = 1}};
+	struct plan p = {q, 1, n, 1};
+	struct graph *g = graph_new(&p);
+	const char **cells = calloc(ROWS, sizeof(*cells));
+	char *texts = malloc(ROWS * 80), *want = malloc(ROWS * 500), *w;
+	struct evbuffer *b = evbuffer_new();
+	size_t cuts[] = {0, 1000, 2222, ROWS};
+
+	w = want;
+	*w++ = '[';
+	for (int r = 0; r < ROWS; r++) {
+		char *t = texts + r * 80;
+		size_t len = (size_t)(r * 7) % 70;
+
+		for (size_t i = 0; i < len; i++)
+			t[i] = (char)('a' + (r + i) % 26);
+		if (len > 0 && r % 3 == 0)
+			t[(size_t)r % len] = r % 2 ? '"' : '\n';
+		t[len] = '\0';
+		cells[r] = r % 11 == 5 ? NULL : r % 13 == 6 ? "" : t;
+		if (r > 0)
+			*w++ = ',';
+		w += sprintf(w, "{\"s\":");
+		if (cells[r])
+			w = to_json_string(w, cells[r], strlen(cells[r]));
+		else
+			w += sprintf(w, "null");
+		*w++ = '}';
+	}
+	*w++ = ']';
+	graph_set_result(g, 0, mkres(1, ROWS, cells));
+	ck_assert_int_eq(graph_write(g, b), 0);
+	assert_buffer(b, want, (size_t)(w - want));
+
+	evbuffer_drain(b, evbuffer_get_length(b));
+	evbuffer_add(b, "[", 1);
+	for (size_t i = 0; i + 1 < N(cuts); i++)
+		ck_assert_int_eq(graph_write_range(g, b, cuts[i], cuts[i + 1]),
+				 0);
+	evbuffer_add(b, "]", 1);
+	assert_buffer(b, want, (size_t)(w - want));
+
+	evbuffer_free(b);
+	free(cells);
+	free(texts);
+	free(want);
+	graph_free(g);
+}
+END_TEST
+
+/* Values far longer than a reservation: 70,000 clean bytes, 20,000 control
+ * characters (120,000 bytes escaped) and 70,000 bytes of raw JSON, with a
+ * short value after each. */
+START_TEST(test_values_longer_than_a_reservation)
+{
+	struct plan_field f[] = {{"a", 0, RENDER_STRING},
+				 {"b", 1, RENDER_NUMBER},
+				 {"c", 2, RENDER_STRING},
+				 {"d", 3, RENDER_RAW},
+				 {"e", 4, RENDER_BOOL}};
+	struct plan_query q[] = {main_query(5)};
+	struct plan_node n[] = {{.kind = NODE_QUERY,
+				 .src = 0,
+				 .parent = -1,
+				 .fields = f,
+				 .nfields = N(f)}};
+	struct plan p = {q, 1, n, 1};
+	struct graph *g = graph_new(&p);
+	size_t alen = 70000, clen = 20000, dlen = 70000;
+	char *a = malloc(alen + 1), *c = malloc(clen + 1),
+	     *d = malloc(dlen + 1);
+	char *want = malloc(alen + 6 * clen + dlen + 100), *w = want;
+	struct evbuffer *b = evbuffer_new();
+
+	for (size_t i = 0; i < alen; i++)
+		a[i] = (char)('A' + i % 26);
+	for (size_t i = 0; i < clen; i++)
+		c[i] = (char)(1 + i % 31);
+	d[0] = '[';
+	for (size_t i = 1; i < dlen - 1; i++)
+		d[i] = i % 2 ? '7' : ',';
+	d[dlen - 1] = ']';
+	a[alen] = c[clen] = d[dlen] = '\0';
+	w += sprintf(w, "[{\"a\":");
+	w = to_json_string(w, a, alen);
+	w += sprintf(w, ",\"b\":42,\"c\":");
+	w = to_json_string(w, c, clen);
+	w += sprintf(w, ",\"d\":%s,\"e\":true}]", d);
+	graph_set_result(g, 0, mkres(5, 1, CELLS(a, "42", c, d, "t")));
+	ck_assert_int_eq(graph_write(g, b), 0);
+	assert_buffer(b, want, (size_t)(w - want));
+	evbuffer_free(b);
+	free(a);
+	free(c);
+	free(d);
+	free(want);
+	graph_free(g);
+}
+END_TEST
+
+/* An empty string is a value, not NULL: as a field, and as a key (the
+ * writer asks PQgetisnull only for empty values). The key doubles as the
+ * author's id, a number field: "" is no JSON number, so it is quoted. */
+START_TEST(test_empty_string_is_not_null)
+{
+	struct plan p;
+	struct plan_query q[2];
+	struct plan_node n[2];
+	struct plan_edge e[1];
+	struct graph *g;
+
+	author_books_plan(&p, q, n, e);
+	g = graph_new(&p);
+	graph_set_result(g, 0, mkres(2, 3, CELLS("", "", NULL, NULL, "", "x")));
+	assert_keys(g, 1, "{\"\"}", 1);
+	graph_set_result(
+		g, 1,
+		mkres(3, 3, CELLS("1", "", "", "2", NULL, NULL, "3", "t", "")));
+	assert_json(g,
+		    "[{\"id\":\"\",\"name\":\"\",\"book_set\":["
+		    "{\"id\":1,\"title\":\"\"},{\"id\":3,\"title\":\"t\"}]},"
+		    "{\"id\":null,\"name\":null,\"book_set\":[]},"
+		    "{\"id\":\"\",\"name\":\"x\",\"book_set\":["
+		    "{\"id\":1,\"title\":\"\"},{\"id\":3,\"title\":\"t\"}]}]");
+	graph_free(g);
+}
+END_TEST
+
 START_TEST(test_graph_free_accepts_null)
 {
 	graph_free(NULL);
@@ -591,6 +873,16 @@ Suite *graph_suite(void)
 	tcase_add_test(tc, test_write_string_escapes_like_postgres);
 	tcase_add_test(tc, test_long_values_are_written_whole);
 	tcase_add_test(tc, test_graph_free_accepts_null);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("writer");
+	tcase_add_test(tc, test_write_string_every_byte_at_every_position);
+	tcase_add_test(tc, test_write_string_every_pair_of_bytes);
+	tcase_add_loop_test(tc, test_write_string_around_word_boundaries, 0,
+			    (int)N(boundary_cases));
+	tcase_add_test(tc, test_many_values_across_reservations);
+	tcase_add_test(tc, test_values_longer_than_a_reservation);
+	tcase_add_test(tc, test_empty_string_is_not_null);
 	suite_add_tcase(s, tc);
 	return s;
 }
