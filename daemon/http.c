@@ -1,8 +1,22 @@
 /*
  * evhttp server, route table and request lifecycle: see http.h. A request
  * to /query or /plan flows one way: spec_parse -> resolve -> plan_build ->
- * exec_start -> (done) graph_write -> reply. Everything a request holds
- * lives in one struct request, freed in one place after the reply.
+ * exec_start -> (done) the answer -> reply. Everything a request holds
+ * lives in one struct request, freed in one place (request_free) once its
+ * answer has been handed to libevent.
+ *
+ * The reply path. The answer of /query is rendered main object by main
+ * object (graph_write_range) into one buffer. When all of it fits in
+ * STREAM_CHUNK, it goes out as before, in one reply with Content-Length
+ * (reply()). Past that, it is streamed (stream_*): the headers go out with
+ * evhttp_send_reply_start, then one chunk of about STREAM_CHUNK bytes at a
+ * time, each rendered only when libevent has written the one before
+ * (evhttp_send_reply_chunk_with_cb), then the tail (stats, ?debug=1's
+ * queries) and evhttp_send_reply_end. The bytes are the same either way.
+ * A streaming request keeps its graph until its last chunk is handed over;
+ * a connection that closes first (client gone, write timeout, out of
+ * memory, shutdown) ends it through on_stream_close. Either way the access
+ * line and /metrics see the request once, when it ends.
  */
 #include "http.h"
 
@@ -48,8 +62,9 @@ struct http {
 	struct evhttp_bound_socket *listener;
 	int port;
 	int in_flight;
-	int busy;    /* in flight on routes that are not health checks */
-	int writing; /* replies sent but not yet written out */
+	int busy;	   /* in flight on routes that are not health checks */
+	int writing;	   /* replies sent but not yet written out */
+	bool trim_pending; /* a large request ended since the last trim */
 	unsigned long next_id;
 	unsigned long
 		id_prefix; /* per process, so ids differ across restarts */
@@ -58,6 +73,15 @@ struct http {
 
 /* Rows after which a finished request trims the heap (trim_after_large). */
 #define TRIM_AFTER_ROWS 20000
+
+/* An answer larger than this is streamed, this much JSON per chunk. Most
+ * answers (W1's 1,100 rows are 0.2 MB) still go out in one reply with
+ * Content-Length; a chunk costs one callback and a few write(2)s, nothing
+ * next to rendering 256 KiB; and a streaming request holds about two
+ * chunks of JSON (one being written, the next being rendered) whatever the
+ * size of its answer, instead of all of it (26 MB for W6). A main object is
+ * never split: one larger than this makes a chunk of its own size. */
+#define STREAM_CHUNK (256 * 1024)
 
 struct request {
 	struct http *h;
@@ -81,6 +105,14 @@ struct request {
 	long rows;
 	double db_ms;
 	char err_code[32]; /* the error replied, for /metrics */
+	/* The answer: main objects written so far, in all, the bytes they
+	 * took (for the size of the next step) and, once streaming, the next
+	 * chunk and the event that closes the connection when one fails. */
+	size_t next, count, obj_bytes;
+	struct evbuffer *chunk;
+	struct event *abort_ev;
+	size_t sent; /* bytes of a streamed answer handed to libevent */
+	bool failed; /* out of memory while streaming */
 };
 
 typedef void (*route_fn)(struct request *r);
@@ -159,12 +191,17 @@ static const char *reason(int status)
 
 /* glibc keeps the heap a large answer grew (results, JSON) for reuse: an
  * idle daemon would sit at its peak. Give it back once nothing is in
- * flight; a large request costs far more than the trim. */
-static void trim_after_large(const struct http *h, long rows)
+ * flight, after the last request if several overlapped; a large request
+ * costs far more than the trim. */
+static void trim_after_large(struct http *h, long rows)
 {
 #ifdef __GLIBC__
-	if (rows >= TRIM_AFTER_ROWS && h->in_flight == 0)
+	if (rows >= TRIM_AFTER_ROWS)
+		h->trim_pending = true;
+	if (h->trim_pending && h->in_flight == 0) {
 		malloc_trim(0);
+		h->trim_pending = false;
+	}
 #endif
 }
 
@@ -174,6 +211,10 @@ static void request_free(struct request *r)
 		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
 	if (r->gone_ev)
 		event_free(r->gone_ev);
+	if (r->abort_ev)
+		event_free(r->abort_ev);
+	if (r->chunk)
+		evbuffer_free(r->chunk);
 	if (r->counted)
 		r->h->busy--;
 	exec_free(r->exec);
@@ -220,9 +261,8 @@ static void track_reply(struct request *r)
 	evhttp_connection_set_closecb(evcon, on_reply_failed, r->h);
 }
 
-/* The one way out of a request: sends body with status, logs the access
- * line and frees the request. body is consumed. */
-static void reply(struct request *r, int status, struct evbuffer *body)
+/* The headers of every answer, set before it starts. */
+static void add_headers(struct request *r, int status)
 {
 	struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
 
@@ -239,6 +279,24 @@ static void reply(struct request *r, int status, struct evbuffer *body)
 			 r->db_ms, (clock_ms() - r->started));
 		evhttp_add_header(out, "Server-Timing", timing);
 	}
+}
+
+/* The access line and /metrics: once per request, when it ends. */
+static void observe(struct request *r, int status)
+{
+	double ms = clock_ms() - r->started;
+
+	log_access(r->method, r->path, status, ms, r->queries, r->rows, r->id);
+	metrics_observe(r->h->metrics, r->route ? r->route : "other", status,
+			r->err_code[0] ? r->err_code : NULL, ms, r->queries,
+			r->rows);
+}
+
+/* The one way out of a request that is not streamed: sends body with
+ * status, logs the access line and frees the request. body is consumed. */
+static void reply(struct request *r, int status, struct evbuffer *body)
+{
+	add_headers(r, status);
 	if (!r->route || strcmp(r->route, "/metrics") != 0)
 		evbuffer_add(body, "\n", 1);
 	/* r->evcon is NULL once the client left: libevent has detached the
@@ -249,11 +307,7 @@ static void reply(struct request *r, int status, struct evbuffer *body)
 		track_reply(r);
 	}
 	evhttp_send_reply(r->req, status, reason(status), body);
-	log_access(r->method, r->path, status, (clock_ms() - r->started),
-		   r->queries, r->rows, r->id);
-	metrics_observe(r->h->metrics, r->route ? r->route : "other", status,
-			r->err_code[0] ? r->err_code : NULL,
-			(clock_ms() - r->started), r->queries, r->rows);
+	observe(r, status);
 	evbuffer_free(body);
 	request_free(r);
 }
@@ -352,6 +406,187 @@ static void handle_openapi(struct request *r)
 	reply(r, 200, body);
 }
 
+/* ---- the answer of /query ---- */
+
+/* Appends main objects r->next.. to out until out has grown by budget bytes
+ * or all are written; 0, or -1 when out of memory (out then holds a
+ * partial object). Each step renders about half of what is left of the
+ * budget, judged by the objects' average size so far: a few calls fill a
+ * chunk whatever that size, and a chunk passes the budget by less than
+ * one object. Calls graph_write_range at least once, which is what tells
+ * an answer of no objects from a graph that could not be read. */
+static int write_objects(struct request *r, struct evbuffer *out, size_t budget)
+{
+	struct graph *g = exec_graph(r->exec);
+	size_t start = evbuffer_get_length(out);
+
+	do {
+		size_t len = evbuffer_get_length(out), step = 1;
+
+		if (len - start >= budget)
+			break;
+		if (r->next > 0)
+			step += (budget - (len - start)) /
+				(2 * (r->obj_bytes / r->next) + 1);
+		if (step > r->count - r->next)
+			step = r->count - r->next;
+		if (graph_write_range(g, out, r->next, r->next + step) < 0)
+			return -1;
+		r->obj_bytes += evbuffer_get_length(out) - len;
+		r->next += step;
+	} while (r->next < r->count);
+	return 0;
+}
+
+/* What follows the objects: "],"stats":{...}", ?debug=1's queries, "}".
+ * For a streamed answer, total_ms is taken here: everything but the
+ * writing of this last chunk. 0, or -1 when out of memory. */
+static int write_tail(struct request *r, struct evbuffer *out)
+{
+	int rc = evbuffer_add_printf(out,
+				     "],\"stats\":{\"queries\":%d,\"rows\":%ld,"
+				     "\"db_ms\":%.3f,\"total_ms\":%.3f}",
+				     r->queries, r->rows, r->db_ms,
+				     (clock_ms() - r->started));
+
+	if (rc >= 0 && r->debug) {
+		rc = evbuffer_add(out, ",\"queries\":", 11);
+		exec_write_debug(r->exec, out);
+	}
+	if (rc >= 0)
+		rc = evbuffer_add(out, "}", 1);
+	return rc < 0 ? -1 : 0;
+}
+
+/* The last chunk is handed over: what is left is a reply being written,
+ * tracked as reply() tracks one (the drain waits for it), and the request
+ * can go. */
+static void stream_end(struct request *r)
+{
+	struct evhttp_request *req = r->req;
+
+	r->evcon = NULL;
+	track_reply(r);
+	/* May write and free req at once: req is not touched after. */
+	evhttp_send_reply_end(req);
+	observe(r, 200);
+	request_free(r);
+}
+
+/* Out of memory in the middle of an answer whose 200 is gone: the only
+ * honest end is to close the connection, so that the client sees a
+ * truncated answer (no last chunk, or a connection closed before the JSON
+ * ends), never one that looks complete. The connection is closed from a
+ * callback of its own, off libevent's write callback that got here. */
+static void stream_fail(struct request *r)
+{
+	log_error("request %s: out of memory while streaming its answer "
+		  "(%zu of %zu objects sent): closing the connection",
+		  r->id, r->next, r->count);
+	r->failed = true;
+	event_active(r->abort_ev, EV_TIMEOUT, 1);
+}
+
+static void on_stream_abort(evutil_socket_t fd, short what, void *arg)
+{
+	struct request *r = arg;
+
+	evhttp_connection_free(r->evcon); /* on_stream_close frees r */
+}
+
+/* libevent wrote every byte handed over so far: render the next chunk. */
+static void on_chunk_written(struct evhttp_connection *evcon, void *arg)
+{
+	struct request *r = arg;
+	bool last;
+
+	if (write_objects(r, r->chunk, STREAM_CHUNK) < 0) {
+		stream_fail(r);
+		return;
+	}
+	last = r->next == r->count;
+	if (last && (write_tail(r, r->chunk) < 0 ||
+		     evbuffer_add(r->chunk, "\n", 1) < 0)) {
+		stream_fail(r);
+		return;
+	}
+	r->sent += evbuffer_get_length(r->chunk);
+	if (!last) {
+		evhttp_send_reply_chunk_with_cb(r->req, r->chunk,
+						on_chunk_written, r);
+		return;
+	}
+	evhttp_send_reply_chunk(r->req, r->chunk);
+	stream_end(r);
+}
+
+/*
+ * The connection closes before the last chunk was handed over: the client
+ * left or stopped reading (the write failed or timed out), stream_fail
+ * closed it, or the daemon stops (evhttp_free, past the drain timeout).
+ * On a failed or timed out write, libevent 2.1 detaches the request from
+ * its connection (evhttp_connection_incoming_fail: the request is not done
+ * yet) and leaves it to us: finishing it frees it. Otherwise the request is
+ * still the connection's, which frees it after this callback.
+ */
+static void on_stream_close(struct evhttp_connection *evcon, void *arg)
+{
+	struct request *r = arg;
+	struct evhttp_request *req = r->req;
+
+	r->evcon = NULL;
+	if (!r->failed)
+		log_warn("request %s: connection closed in the middle of its "
+			 "answer (%zu of %zu objects, %zu bytes handed over)",
+			 r->id, r->next, r->count, r->sent);
+	snprintf(r->err_code, sizeof(r->err_code), "%s",
+		 r->failed ? "internal" : "client_gone");
+	observe(r, 200);
+	if (!evhttp_request_get_connection(req))
+		evhttp_send_reply_end(req);
+	request_free(r);
+}
+
+/* The answer is past STREAM_CHUNK: body holds its first chunk. The headers
+ * go out now, so Server-Timing's total is the time to the first byte. */
+static void stream_start(struct request *r, struct evbuffer *body)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(r->req);
+	const char *conn = evhttp_find_header(in, "Connection");
+
+	r->chunk = body;
+	r->abort_ev = evtimer_new(r->h->base, on_stream_abort, r);
+	if (!r->abort_ev) {
+		log_error("request %s: out of memory", r->id);
+		r->chunk = NULL;
+		evbuffer_free(body);
+		http_reply_error(r,
+				 &(struct pf_err){.status = 500,
+						  .code = "internal",
+						  .message = "out of memory"});
+		return;
+	}
+	/* From here on a client that leaves makes a write fail: no need to
+	 * watch its socket any more. */
+	if (r->gone_ev) {
+		event_free(r->gone_ev);
+		r->gone_ev = NULL;
+	}
+	/* An HTTP/1.0 answer cannot be chunked: it ends when the connection
+	 * does. libevent 2.1 would answer a 1.0 keep-alive request with
+	 * "Content-Length: 0" (the length of its still empty output buffer)
+	 * and keep the connection: without the header it closes it, as for
+	 * any 1.0 request. In HTTP/1.1 keep-alive is the default and the
+	 * header changes nothing. */
+	if (conn && strncasecmp(conn, "keep-alive", 10) == 0)
+		evhttp_remove_header(in, "Connection");
+	evhttp_connection_set_closecb(r->evcon, on_stream_close, r);
+	add_headers(r, 200);
+	evhttp_send_reply_start(r->req, 200, reason(200));
+	r->sent = evbuffer_get_length(r->chunk);
+	evhttp_send_reply_chunk_with_cb(r->req, r->chunk, on_chunk_written, r);
+}
+
 static void on_exec_done(struct exec *ex, const struct pf_err *err, void *arg)
 {
 	struct request *r = arg;
@@ -366,20 +601,33 @@ static void on_exec_done(struct exec *ex, const struct pf_err *err, void *arg)
 		http_reply_error(r, err);
 		return;
 	}
-	body = evbuffer_new();
-	evbuffer_add_printf(body, "{\"results\":");
-	graph_write(exec_graph(ex), body);
-	evbuffer_add_printf(body,
-			    ",\"stats\":{\"queries\":%d,\"rows\":%ld,"
-			    "\"db_ms\":%.3f,\"total_ms\":%.3f}",
-			    st.queries, st.rows, st.db_ms,
-			    (clock_ms() - r->started));
-	if (r->debug) {
-		evbuffer_add_printf(body, ",\"queries\":");
-		exec_write_debug(ex, body);
+	if (!r->evcon) { /* cannot happen: on_client_close stopped the work */
+		http_reply_error(r, &(struct pf_err){.status = 499,
+						     .code = "client_gone",
+						     .message = "client left"});
+		return;
 	}
-	evbuffer_add(body, "}", 1);
+	r->count = graph_count(exec_graph(ex));
+	body = evbuffer_new();
+	if (!body || evbuffer_add(body, "{\"results\":[", 12) < 0 ||
+	    write_objects(r, body, STREAM_CHUNK) < 0)
+		goto oom;
+	if (r->next < r->count) {
+		stream_start(r, body);
+		return;
+	}
+	if (write_tail(r, body) < 0)
+		goto oom;
 	reply(r, 200, body);
+	return;
+oom:
+	/* Nothing is sent yet: a proper 500. */
+	if (body)
+		evbuffer_free(body);
+	log_error("request %s: out of memory while writing its answer", r->id);
+	http_reply_error(r, &(struct pf_err){.status = 500,
+					     .code = "internal",
+					     .message = "out of memory"});
 }
 
 /* The client left while its request waits for the database: stop the work
