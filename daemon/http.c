@@ -62,17 +62,17 @@ struct http {
 	struct evhttp_bound_socket *listener;
 	int port;
 	int in_flight;
-	int busy;	   /* in flight on routes that are not health checks */
-	int writing;	   /* replies sent but not yet written out */
-	bool trim_pending; /* a large request ended since the last trim */
+	int busy;    /* in flight on routes that are not health checks */
+	int writing; /* replies sent but not yet written out */
+	struct event *trim_ev; /* trim_when_idle's timer */
 	unsigned long next_id;
 	unsigned long
 		id_prefix; /* per process, so ids differ across restarts */
 	struct metrics *metrics;
 };
 
-/* Rows after which a finished request trims the heap (trim_after_large). */
-#define TRIM_AFTER_ROWS 20000
+/* Idle time after which the heap is trimmed (trim_when_idle). */
+#define IDLE_TRIM_MS 1000
 
 /* An answer larger than this is streamed, this much JSON per chunk. Most
  * answers (W1's 1,100 rows are 0.2 MB) still go out in one reply with
@@ -189,19 +189,31 @@ static const char *reason(int status)
 	}
 }
 
-/* glibc keeps the heap a large answer grew (results, JSON) for reuse: an
- * idle daemon would sit at its peak. Give it back once nothing is in
- * flight, after the last request if several overlapped; a large request
- * costs far more than the trim. */
-static void trim_after_large(struct http *h, long rows)
+/* glibc keeps the heap that answers grew (results, JSON) for reuse: an idle
+ * daemon would sit at its peak. Once nothing has been in flight for
+ * IDLE_TRIM_MS, it is given back. Under load the timer is only re-armed
+ * (a request that ends with others in flight does not touch it), so the
+ * trim, which walks the heap, never runs between busy requests. */
+static void trim_when_idle(struct http *h)
 {
-#ifdef __GLIBC__
-	if (rows >= TRIM_AFTER_ROWS)
-		h->trim_pending = true;
-	if (h->trim_pending && h->in_flight == 0) {
-		malloc_trim(0);
-		h->trim_pending = false;
+	static const struct timeval delay = {IDLE_TRIM_MS / 1000,
+					     (IDLE_TRIM_MS % 1000) * 1000};
+
+	if (h->in_flight == 0 && h->trim_ev)
+		evtimer_add(h->trim_ev, &delay);
+}
+
+static void on_idle_trim(evutil_socket_t fd, short what, void *arg)
+{
+	struct http *h = arg;
+
+	if (h->writing > 0) { /* a reply still being written: later */
+		trim_when_idle(h);
+		return;
 	}
+#ifdef __GLIBC__
+	if (h->in_flight == 0)
+		malloc_trim(0);
 #endif
 }
 
@@ -223,7 +235,7 @@ static void request_free(struct request *r)
 	spec_free(r->spec);
 	schema_unref(r->schema);
 	r->h->in_flight--;
-	trim_after_large(r->h, r->rows);
+	trim_when_idle(r->h);
 	free(r);
 }
 
@@ -947,7 +959,8 @@ struct http *http_new(struct event_base *base, const struct config *cfg,
 	}
 	h->evh = evhttp_new(base);
 	h->metrics = metrics_new();
-	if (!h->evh || !h->metrics)
+	h->trim_ev = evtimer_new(base, on_idle_trim, h);
+	if (!h->evh || !h->metrics || !h->trim_ev)
 		goto fail;
 	/* Every method reaches on_request, so that 405 is ours (JSON), not
 	 * libevent's 501. */
@@ -987,6 +1000,8 @@ void http_free(struct http *h)
 		return;
 	if (h->evh)
 		evhttp_free(h->evh);
+	if (h->trim_ev)
+		event_free(h->trim_ev);
 	metrics_free(h->metrics);
 	free(h);
 }

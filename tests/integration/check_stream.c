@@ -720,6 +720,55 @@ START_TEST(test_slow_reader_does_not_grow_rss)
 }
 END_TEST
 
+/* An idle daemon gives back the heap that answers grew: eight concurrent
+ * requests hold their rows (20,000 each) at once, and a second after the
+ * last one ends, RSS is back near where it started. ASan's allocator and
+ * valgrind's are not glibc's: their RSS is their own. */
+START_TEST(test_idle_daemon_gives_memory_back)
+{
+	struct pfd *p = start_ready(stream_args);
+	int port = pfd_port(p);
+	struct http_bg *bg[8];
+	struct http_res res;
+	long base, peak, idle = -1;
+
+	ck_assert_int_eq(
+		http_do(port, "POST", "/query", SMALL_SPEC, NULL, &res), 0);
+	ck_assert_int_eq(res.status, 200);
+	http_res_cleanup(&res);
+	base = proc_kb(pfd_pid(p), "VmRSS");
+	for (int i = 0; i < 8; i++)
+		bg[i] = http_bg_start(port, "POST", "/query", MANY_SPEC, NULL);
+	for (int i = 0; i < 8; i++) {
+		ck_assert_int_eq(http_bg_join(bg[i], &res), 0);
+		ck_assert_int_eq(res.status, 200);
+		http_res_cleanup(&res);
+	}
+	peak = proc_kb(pfd_pid(p), "VmHWM");
+	for (int waited = 0; waited < 5000; waited += 100) {
+		sleep_ms(100);
+		idle = proc_kb(pfd_pid(p), "VmRSS");
+		if (idle - base < 2 * 1024)
+			break;
+	}
+	ck_assert_int_gt(idle, 0);
+#if !defined(__SANITIZE_ADDRESS__)
+	if (!pftest_wrapped()) {
+		ck_assert_msg(
+			peak - base > 8 * 1024,
+			"the requests did not grow the heap: peak %ld kB, "
+			"base %ld kB",
+			peak, base);
+		ck_assert_msg(idle - base < 2 * 1024,
+			      "RSS %ld kB before, %ld kB at the peak, still "
+			      "%ld kB 5 s after",
+			      base, peak, idle);
+	}
+#endif
+	assert_clean_exit(p);
+}
+END_TEST
+
 START_TEST(test_client_leaving_mid_stream_leaks_nothing)
 {
 	struct pfd *p = start_ready(stream_args);
@@ -913,6 +962,7 @@ Suite *stream_suite(void)
 
 	tc = pftest_tcase("clients");
 	tcase_add_test(tc, test_slow_reader_does_not_grow_rss);
+	tcase_add_test(tc, test_idle_daemon_gives_memory_back);
 	tcase_add_test(tc, test_client_leaving_mid_stream_leaks_nothing);
 	suite_add_tcase(s, tc);
 
