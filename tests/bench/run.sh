@@ -248,17 +248,19 @@ run_pgbench() {
 	echo "${tps:-0} $p50 ${failed:-0}"
 }
 
-# CPU time (jiffies) of everything this benchmark runs: prefetchd, the
-# bench cluster's processes, and (as reaped children of this shell) wrk and
-# pgbench. The rest of the machine's busy time during a run is "other".
-ours() {
+# CPU time (jiffies) of everything this benchmark runs, as "prefetchd
+# database client": prefetchd; the bench cluster's processes (the
+# postmaster's own time and its reaped children's, plus its live ones);
+# and, as reaped children of this shell, wrk or pgbench. The rest of the
+# machine's busy time during a run is "other".
+cpu_split() {
 	pm=$(head -n 1 "$cluster/postmaster.pid")
 	cat /proc/[0-9]*/stat 2>/dev/null | awk -v pf="$pid" -v pm="$pm" -v sh="$$" '
-		$1 == pf { s += $14 + $15 }
-		$1 == pm { s += $14 + $15 + $16 + $17 }
-		$4 == pm { s += $14 + $15 }
-		$1 == sh { s += $16 + $17 }
-		END { print s + 0 }'
+		$1 == pf { p += $14 + $15 }
+		$1 == pm { d += $14 + $15 + $16 + $17 }
+		$4 == pm { d += $14 + $15 }
+		$1 == sh { c += $16 + $17 }
+		END { print p + 0, d + 0, c + 0 }'
 }
 busy_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 hz=$(getconf CLK_TCK)
@@ -271,7 +273,7 @@ measure() {
 	tries=0
 	while :; do
 		b0=$(busy_jiffies)
-		o0=$(ours)
+		c0=$(cpu_split)
 		t0=$(date +%s%N)
 		case $2 in
 		pf) res=$(run_wrk "$port" "$3" "$4" "$5" "$spec") ;;
@@ -279,10 +281,17 @@ measure() {
 		lateral) res=$(run_pgbench "$lateral" "$3" "$4" "$5") ;;
 		esac
 		t1=$(date +%s%N)
-		o1=$(ours)
+		c1=$(cpu_split)
 		b1=$(busy_jiffies)
-		other=$(awk -v b="$((b1 - b0))" -v o="$((o1 - o0))" -v t="$((t1 - t0))" -v hz="$hz" \
-			'BEGIN { x = 100 * (b - o) / (t / 1e9 * hz); printf "%d", x < 0 ? 0 : x }')
+		# "other" (% of a core), then the CPU ms per request of
+		# prefetchd, the database and the client
+		split=$(echo "$c0 $c1" | awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" \
+			-v hz="$hz" -v n="$(echo "$res" | awk -v d="$5" '{ print $1 * d }')" '{
+			p = $4 - $1; d = $5 - $2; c = $6 - $3
+			x = 100 * (b - p - d - c) / (t / 1e9 * hz)
+			k = n > 0 ? 1000 / hz / n : 0
+			printf "%d %.3f %.3f %.3f", x < 0 ? 0 : x, p * k, d * k, c * k }')
+		other=${split%% *}
 		tries=$((tries + 1))
 		[ "$other" -gt "$other_max" ] || break
 		[ "$tries" -le "$retries" ] || break
@@ -290,8 +299,8 @@ measure() {
 		retry_spent=$((retry_spent + $5))
 		echo "bench: $1 $2 c$3: other processes used $other% of a core, again" >&2
 	done
-	set -- "$1" "$2" "$3" $res "$other"
-	echo "$1	$2	$3	$4	$5	$7" >>"$raw"
+	set -- "$1" "$2" "$3" $res $split
+	echo "$1	$2	$3	$4	$5	$7	$8	$9	${10}" >>"$raw"
 	if [ "$6" != 0 ]; then
 		echo "bench: $1 $2 c$3: $6 failed requests/transactions" >&2
 		errors=$((errors + 1))
@@ -390,7 +399,8 @@ function median(s,   n, a, i, j, t) {
 }
 FILENAME == ARGV[1] { order[++nw] = $1; info[$1] = $2 "\t" $3 "\t" $4 "\t" $5; next }
 FILENAME == ARGV[2] { pk[$1] = $2 "\t" $3 "\t" $4 "\t" $5 "\t" $6; next }
-{ tps[$1, $2, $3] = tps[$1, $2, $3] " " $4; lat[$1, $2, $3] = lat[$1, $2, $3] " " $5; oth[$1] = oth[$1] " " $6 }
+{ tps[$1, $2, $3] = tps[$1, $2, $3] " " $4; lat[$1, $2, $3] = lat[$1, $2, $3] " " $5; oth[$1] = oth[$1] " " $6
+  if ($3 == 8) { cp[$1, $2] = cp[$1, $2] " " $7; cd[$1, $2] = cd[$1, $2] " " $8; cc[$1, $2] = cc[$1, $2] " " $9 } }
 END {
 	for (i = 1; i <= nw; i++) {
 		w = order[i]
@@ -399,14 +409,19 @@ END {
 		for (t = 1; t <= 3; t++)
 			for (c = 1; c <= 8; c += 7)
 				line = line "\t" median(tps[w, tools[t], c]) "\t" median(lat[w, tools[t], c])
-		print line "\t" pk[w] "\t" median(oth[w])
+		line = line "\t" pk[w] "\t" median(oth[w])
+		for (t = 1; t <= 2; t++)
+			line = line "\t" median(cp[w, tools[t]]) "\t" median(cd[w, tools[t]]) "\t" median(cc[w, tools[t]])
+		print line
 	}
 }' "$info" "$peaks" "$raw" >"$summary"
 
 # Columns of summary: 1 w, 2 rows, 3 bytes, 4 queries, 5 same,
 # pf: 6 tps1 7 lat1 8 tps8 9 lat8; stmts: 10-13; lateral: 14-17;
 # 18 peak1 kB, 19 peak8 kB, 20 fresh kB, 21 after kB, 22 busy % before,
-# 23 median % of a core used by other processes during the runs.
+# 23 median % of a core used by other processes during the runs; CPU ms
+# per request at 8 connections of prefetchd, the database and the client:
+# pf 24-26, stmts 27-29.
 render() {
 	awk -F'\t' '
 	function ms(us) { return sprintf("%.2f", us / 1000) }
@@ -429,6 +444,18 @@ render() {
 			printf "| %s | %d | %.2f MB | %d | %.1f | %.1f | %.1f | %s %s | %s %s | %s | %s |\n",
 				w[i], v[i, 2], v[i, 3] / 1e6, v[i, 4], v[i, 8], v[i, 12], v[i, 16],
 				r2(a), mark(a >= 0.8), r2(c), mark(c >= 1.5), r2(e), v[i, 5]
+		}
+		print ""
+		print "### CPU per request, 8 connections (ms, median)"
+		print ""
+		print "On a saturated machine throughput goes as 1 / (all CPU per request): the last column is the pf/stmts ratio that the CPU alone allows."
+		print ""
+		print "| workload | pf: database | pf: prefetchd | pf: wrk | pf: all | stmts: database | stmts: pgbench | stmts: all | stmts all / pf all |"
+		print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+		for (i = 1; i <= n; i++) {
+			pa = v[i, 24] + v[i, 25] + v[i, 26]; sa = v[i, 28] + v[i, 29]
+			printf "| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s |\n",
+				w[i], v[i, 25], v[i, 24], v[i, 26], pa, v[i, 28], v[i, 29], sa, r2(div(sa, pa))
 		}
 		print ""
 		print "### Latency, 1 connection (ms, median)"
