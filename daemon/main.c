@@ -52,9 +52,11 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 
 	if (d->drain)
 		return;
+	/* Closed before the line is logged: whoever reads "stopping" finds
+	 * the port closed. */
+	http_stop_accepting(d->http);
 	log_info("signal %d: stopping; %d request(s) in flight", (int)sig,
 		 http_in_flight(d->http));
-	http_stop_accepting(d->http);
 	d->drain_started = clock_ms();
 	d->drain = event_new(d->base, -1, EV_PERSIST, on_drain_tick, d);
 	if (!d->drain) {
