@@ -146,6 +146,9 @@ pgversion=$(psql_q -d "$db" -Atc 'SHOW server_version')
 # ---- prefetchd ----
 
 url="host=$PGHOST port=$PGPORT dbname=$db user=postgres"
+# BENCH_PGOPTIONS: session settings for prefetchd's connections, e.g.
+# "-c plan_cache_mode=force_custom_plan" (libpq's options).
+[ -z "${BENCH_PGOPTIONS:-}" ] || url="$url options='$BENCH_PGOPTIONS'"
 # Starts the binary on a free port; sets $1 to its pid and $2 to its port.
 start_daemon() {
 	log=$tmp/$3.log
