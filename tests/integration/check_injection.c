@@ -103,14 +103,6 @@ static struct pfd *start_ready(void)
 	return p;
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* POSTs spec (stolen) to /query: the response, which must be JSON, quick,
  * and not a 5xx. Clean it up. */
 static void post(struct pfd *p, json_t *spec, const char *what,

@@ -22,14 +22,6 @@
 #include "pool.h"
 #include "suites.h"
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static const char *env_or(const char *name, const char *dflt)
 {
 	const char *v = getenv(name);

@@ -59,22 +59,6 @@
 	"{\"model\":\"author\",\"filter\":{\"id__in\":[1,2,3]},\"only\":["     \
 	"\"name\"],\"prefetch_related\":[\"book_set\"]}"
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 /* A --database-url like the harness's, with an application_name of our
  * own, so that the daemon's backends can be counted in pg_stat_activity
  * whatever else is connected. Static storage, valid for the test. */

@@ -44,6 +44,10 @@ json_t *pftest_jsonq(const char *text);
 
 struct pfd;
 
+/* The monotonic clock in ms, and a sleep that resumes after signals. */
+long long now_ms(void);
+void sleep_ms(int ms);
+
 /* Starts $PFTEST_BIN --listen 127.0.0.1:0 --database-url "host=...
  * port=... dbname=$PFTEST_DB user=postgres" followed by extra_args
  * (NULL-terminated, or NULL), stdout and stderr to a log file, and waits up
