@@ -26,6 +26,21 @@ struct sbuf {
 	bool failed;
 };
 
+/* Grows b to hold len more bytes and a NUL; -1 (b failed) out of memory. */
+static int sb_room(struct sbuf *b, size_t len)
+{
+	size_t cap = (b->cap + len + 1) * 2;
+	char *s = realloc(b->s, cap);
+
+	if (!s) {
+		b->failed = true;
+		return -1;
+	}
+	b->s = s;
+	b->cap = cap;
+	return 0;
+}
+
 static void sb_vadd(struct sbuf *b, const char *fmt, va_list ap)
 {
 	va_list copy;
@@ -42,14 +57,8 @@ static void sb_vadd(struct sbuf *b, const char *fmt, va_list ap)
 		return;
 	}
 	if (!b->s || b->len + (size_t)n + 1 > b->cap) {
-		size_t cap = (b->cap + (size_t)n + 1) * 2;
-		char *s = realloc(b->s, cap);
-		if (!s) {
-			b->failed = true;
+		if (sb_room(b, (size_t)n) < 0)
 			return;
-		}
-		b->s = s;
-		b->cap = cap;
 		vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
 	}
 	b->len += (size_t)n;
@@ -71,16 +80,8 @@ static void sb_put(struct sbuf *b, const char *p, size_t len)
 {
 	if (b->failed)
 		return;
-	if (b->len + len + 1 > b->cap) {
-		size_t cap = (b->cap + len + 1) * 2;
-		char *s = realloc(b->s, cap);
-		if (!s) {
-			b->failed = true;
-			return;
-		}
-		b->s = s;
-		b->cap = cap;
-	}
+	if (b->len + len + 1 > b->cap && sb_room(b, len) < 0)
+		return;
 	memcpy(b->s + b->len, p, len);
 	b->len += len;
 	b->s[b->len] = '\0';

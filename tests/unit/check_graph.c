@@ -90,6 +90,26 @@ static struct plan_query main_query(int ncols)
 	return (struct plan_query){.path = "", .sql = "main", .ncols = ncols};
 }
 
+/* A plan of one query and one node of fields f (one result column). */
+struct flat_plan {
+	struct plan_query q;
+	struct plan_node n;
+	struct plan p;
+};
+
+static const struct plan *flat_plan(struct flat_plan *fp, struct plan_field *f,
+				    size_t nfields)
+{
+	fp->q = main_query(1);
+	fp->n = (struct plan_node){.kind = NODE_QUERY,
+				   .src = 0,
+				   .parent = -1,
+				   .fields = f,
+				   .nfields = nfields};
+	fp->p = (struct plan){&fp->q, 1, &fp->n, 1};
+	return &fp->p;
+}
+
 static struct plan_query keyed_query(int parent_node, int parent_col,
 				     int key_col, int ncols)
 {
@@ -467,14 +487,8 @@ START_TEST(test_values_render_as_to_json)
 {
 	const struct render_case *c = &render_cases[_i];
 	struct plan_field f[] = {{"v", 0, c->render}};
-	struct plan_query q[] = {main_query(1)};
-	struct plan_node n[] = {{.kind = NODE_QUERY,
-				 .src = 0,
-				 .parent = -1,
-				 .fields = f,
-				 .nfields = 1}};
-	struct plan p = {q, 1, n, 1};
-	struct graph *g = graph_new(&p);
+	struct flat_plan fp;
+	struct graph *g = graph_new(flat_plan(&fp, f, 1));
 	char want[256];
 
 	graph_set_result(g, 0, mkres(1, 1, CELLS(c->text)));
@@ -488,14 +502,8 @@ START_TEST(test_keys_of_json_objects_are_escaped)
 {
 	struct plan_field f[] = {{"we\"ird\\\n", 0, RENDER_NUMBER},
 				 {"é", 0, RENDER_NUMBER}};
-	struct plan_query q[] = {main_query(1)};
-	struct plan_node n[] = {{.kind = NODE_QUERY,
-				 .src = 0,
-				 .parent = -1,
-				 .fields = f,
-				 .nfields = 2}};
-	struct plan p = {q, 1, n, 1};
-	struct graph *g = graph_new(&p);
+	struct flat_plan fp;
+	struct graph *g = graph_new(flat_plan(&fp, f, 2));
 
 	graph_set_result(g, 0, mkres(1, 2, CELLS("1", "2")));
 	assert_json(g, "[{\"we\\\"ird\\\\\\n\":1,\"é\":1},"
@@ -706,14 +714,8 @@ START_TEST(test_many_values_across_reservations)
 {
 	enum { ROWS = 3000 };
 	struct plan_field f[] = {{"s", 0, RENDER_STRING}};
-	struct plan_query q[] = {main_query(1)};
-	struct plan_node n[] = {{.kind = NODE_QUERY,
-				 .src = 0,
-				 .parent = -1,
-				 .fields = f,
-				 .nfields = 1}};
-	struct plan p = {q, 1, n, 1};
-	struct graph *g = graph_new(&p);
+	struct flat_plan fp;
+	struct graph *g = graph_new(flat_plan(&fp, f, 1));
 	const char **cells = calloc(ROWS, sizeof(*cells));
 	char *texts = malloc(ROWS * 80), *want = malloc(ROWS * 500), *w;
 	struct evbuffer *b = evbuffer_new();
