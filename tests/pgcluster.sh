@@ -11,10 +11,11 @@
 # DIR is the data directory. The server has no TCP listener
 # (listen_addresses=''): its only socket is DIR/.s.PGSQL.<port>, with a port
 # picked once at initdb and kept in DIR/port. Authentication is trust, user
-# postgres. pg_stat_statements is preloaded (track=all); fsync is off: the
-# data is disposable. PostgreSQL refuses to run as root, so as root the
-# server runs as the postgres system user, which then owns DIR. Binaries come
-# from the newest /usr/lib/postgresql/*/bin (PG_BINDIR overrides).
+# postgres. pg_stat_statements is preloaded (track=all, track_planning: the
+# tests count plans); fsync is off: the data is disposable. PostgreSQL
+# refuses to run as root, so as root the server runs as the postgres system
+# user, which then owns DIR. Binaries come from the newest
+# /usr/lib/postgresql/*/bin (PG_BINDIR overrides).
 set -eu
 
 usage() {
@@ -152,6 +153,7 @@ listen_addresses = ''
 unix_socket_directories = '$dir'
 shared_preload_libraries = 'pg_stat_statements'
 pg_stat_statements.track = all
+pg_stat_statements.track_planning = on
 fsync = off
 synchronous_commit = off
 full_page_writes = off

@@ -1078,8 +1078,9 @@ void db_stats_reset(void)
 	free(sql);
 }
 
-/* sum(column) over the data statements (see harness.h) since the reset. */
-static long db_data_statements_sum(const char *column)
+/* sum(column) over the data statements (see harness.h) since the reset
+ * whose text contains needle ("" for all; a test's own words, no quote). */
+static long db_data_statements_sum(const char *column, const char *needle)
 {
 	char *sql = xprintf(
 		"SELECT coalesce(sum(s.%s), 0)::bigint "
@@ -1095,8 +1096,9 @@ static long db_data_statements_sum(const char *column)
 		"AND s.query !~* 'pg_stat_statements' "
 		"AND s.query !~* '\\m(pg_class|pg_attribute|pg_constraint|"
 		"pg_namespace|pg_index|pg_type|pg_attrdef|pg_description|"
-		"information_schema)\\M'",
-		column, pgss_schema());
+		"information_schema)\\M' "
+		"AND strpos(s.query, '%s') > 0",
+		column, pgss_schema(), needle);
 	PGresult *r = db_query(sql);
 	long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 
@@ -1107,12 +1109,18 @@ static long db_data_statements_sum(const char *column)
 
 long db_data_statements_since_reset(void)
 {
-	return db_data_statements_sum("calls");
+	return db_data_statements_sum("calls", "");
 }
 
 long db_data_rows_since_reset(void)
 {
-	return db_data_statements_sum("rows");
+	return db_data_statements_sum("rows", "");
+}
+
+void db_statement_counts(const char *needle, long *calls, long *plans)
+{
+	*calls = db_data_statements_sum("calls", needle);
+	*plans = db_data_statements_sum("plans", needle);
 }
 
 static void pgctl(const char *verb)

@@ -174,6 +174,11 @@ void db_stats_reset(void);
 long db_data_statements_since_reset(void);
 /* The rows those statements returned to their clients, all together. */
 long db_data_rows_since_reset(void);
+/* The calls of those statements whose text contains needle (no quote in
+ * it), and how many times PostgreSQL planned them: a prepared statement on
+ * its generic plan runs without planning (the test cluster tracks
+ * planning). */
+void db_statement_counts(const char *needle, long *calls, long *plans);
 
 /* $PFTEST_PGCTL stop|start "$PFTEST_PGDATA": fast shutdown (every
  * connection is cut) and a start that waits until the server accepts
