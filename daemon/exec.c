@@ -1,13 +1,15 @@
 /*
  * Runs a plan (see exec.h): one state machine per request, WAIT_CONN ->
- * RUNNING (one pipelined batch per round) -> [ROLLBACK] -> DONE, or
- * CANCELLED when the client leaves. Each round sends every query whose
- * parents are known; results go to the graph, which gives the next keys.
+ * RUNNING (one pipelined batch per round, each preceded by WAIT_BUDGET when
+ * the rows budget queues it) -> [ROLLBACK] -> DONE, or CANCELLED when the
+ * client leaves. Each round sends every query whose parents are known;
+ * results go to the graph, which gives the next keys.
  * Owns the batch's statements and the keys literals; never holds a PGresult
  * past the batch callback (the graph owns the data results).
  */
 #include "exec.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,11 +23,12 @@ static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
 
 enum exec_state {
-	EX_WAIT_CONN, /* pool_acquire under way */
-	EX_RUNNING,   /* a batch of the transaction in flight */
-	EX_ROLLBACK,  /* the ROLLBACK after an error in flight */
-	EX_DONE,      /* done fired */
-	EX_CANCELLED, /* exec_cancel: done never fires */
+	EX_WAIT_CONN,	/* pool_acquire under way */
+	EX_RUNNING,	/* a batch of the transaction in flight */
+	EX_WAIT_BUDGET, /* a batch built, queued by the rows budget */
+	EX_ROLLBACK,	/* the ROLLBACK after an error in flight */
+	EX_DONE,	/* done fired */
+	EX_CANCELLED,	/* exec_cancel: done never fires */
 };
 
 /* Per plan query. */
@@ -36,6 +39,8 @@ struct exec_query {
 	const char **params; /* as sent */
 	long rows;
 	double ms;
+	uint64_t sql_hash; /* the rows budget's name for its SQL text */
+	size_t nkeys;	   /* as sent; 0 for an unkeyed query */
 };
 
 /* A statement of the batch in flight: q is its plan query, or -1 for
@@ -62,7 +67,10 @@ struct exec {
 	double t_batch;
 	double t_last;
 	struct exec_stats stats;
-	struct pf_err err; /* the error done reports */
+	struct pf_err err;	/* the error done reports */
+	struct budget_user *bu; /* NULL without a rows budget */
+	size_t batch_ndata;	/* data statements of the batch being sent */
+	size_t batch_bytes;	/* of its results that the graph keeps */
 };
 
 /* ---- the end ---- */
@@ -187,6 +195,21 @@ static void forget_params(struct exec *ex, int q)
 	ex->qs[q].params = NULL;
 }
 
+/* The bytes libpq keeps for a result, which the graph holds until the
+ * request ends: counted in the rows budget, and learned for the next
+ * statement of the same SQL text. */
+static void count_bytes(struct exec *ex, int q, const PGresult *res)
+{
+	size_t bytes;
+
+	if (!ex->bu)
+		return;
+	bytes = PQresultMemorySize(res);
+	budget_learn(ex->opt.budget, ex->qs[q].sql_hash, ex->qs[q].nkeys,
+		     bytes);
+	ex->batch_bytes += bytes;
+}
+
 static void take_result(struct exec *ex, size_t i, double ms)
 {
 	PGresult *res = ex->stmts[i].result;
@@ -209,11 +232,13 @@ static void take_result(struct exec *ex, size_t i, double ms)
 	}
 	ex->qs[q].rows = PQntuples(res);
 	ex->stats.rows += ex->qs[q].rows;
+	count_bytes(ex, q, res);
 	graph_set_result(ex->g, q, res);
 	ex->qs[q].known = true;
 }
 
 static void run_round(struct exec *ex);
+static void admit_batch(struct exec *ex);
 
 static void on_batch(struct pool_conn *conn, struct pool_stmt *stmts, size_t n,
 		     const struct pf_err *err, void *arg)
@@ -221,16 +246,21 @@ static void on_batch(struct pool_conn *conn, struct pool_stmt *stmts, size_t n,
 	struct exec *ex = arg;
 
 	ex->t_last = clock_ms();
+	ex->batch_bytes = 0;
 	if (err) {
 		for (size_t i = 0; i < n; i++) {
 			PQclear(stmts[i].result);
 			stmts[i].result = NULL;
 		}
+		if (ex->bu)
+			budget_arrived(ex->bu, 0);
 		finish(ex, conn, false, err);
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
 		take_result(ex, i, ex->t_last - ex->t_batch);
+	if (ex->bu)
+		budget_arrived(ex->bu, ex->batch_bytes);
 	if (!ex->err.status && ex->opt.max_rows > 0 &&
 	    graph_rows(ex->g) > ex->opt.max_rows)
 		pf_err_set(&ex->err, 413, "too_many_rows", "",
@@ -306,6 +336,9 @@ static int add_query(struct exec *ex, int q, char *keys, size_t nkeys)
 	if (pq->keyed && pq->nparams > 0)
 		eq->params[0] = keys;
 	eq->sent = true;
+	eq->nkeys = pq->keyed ? nkeys : 0;
+	if (ex->bu)
+		eq->sql_hash = budget_sql_hash(pq->sql);
 	add_stmt(ex, pq->sql, q);
 	st = &ex->stmts[ex->nstmts - 1];
 	st->nparams = pq->nparams;
@@ -400,6 +433,16 @@ static void run_round(struct exec *ex)
 	}
 	if (last)
 		add_stmt(ex, SQL_COMMIT, -1);
+	ex->batch_ndata = ndata;
+	admit_batch(ex);
+}
+
+/* Sends the batch built by run_round. */
+static void send_batch(struct exec *ex)
+{
+	struct pool_conn *conn = ex->conn;
+
+	ex->state = EX_RUNNING;
 	ex->began = true;
 	ex->in_tx = true;
 	ex->t_batch = clock_ms();
@@ -409,13 +452,82 @@ static void run_round(struct exec *ex)
 	 * is capped one row past it (plan_build), which bounds what a batch
 	 * can hold. */
 	if (pool_run(conn, ex->stmts, ex->nstmts, on_batch, ex, &ex->err)) {
+		if (ex->bu)
+			budget_arrived(ex->bu, 0);
 		finish(ex, conn, false, &ex->err);
 		return;
 	}
 	for (size_t i = 0; i < ex->nstmts; i++)
 		if (ex->stmt_query[i] >= 0)
 			ex->order[ex->nsent++] = ex->stmt_query[i];
-	ex->stats.queries += (int)ndata;
+	ex->stats.queries += (int)ex->batch_ndata;
+}
+
+/* What the batch's results will take, from what the same statements took
+ * last time on this process. true when some statement has never been
+ * seen (its share counts as 0). */
+static bool estimate_batch(const struct exec *ex, size_t *est)
+{
+	bool unknown = false;
+
+	*est = 0;
+	for (size_t i = 0; i < ex->nstmts; i++) {
+		const struct exec_query *eq;
+		size_t bytes;
+		int q = ex->stmt_query[i];
+
+		if (q < 0)
+			continue;
+		eq = &ex->qs[q];
+		if (!budget_estimate(ex->opt.budget, eq->sql_hash, eq->nkeys,
+				     &bytes))
+			unknown = true;
+		*est += bytes;
+	}
+	return unknown;
+}
+
+static void on_admitted(const struct pf_err *err, void *arg)
+{
+	struct exec *ex = arg;
+
+	if (err) {
+		ex->state = EX_RUNNING;
+		ex->err = *err;
+		fail(ex);
+		return;
+	}
+	send_batch(ex);
+}
+
+/* The batch goes when the rows budget admits it. While it waits in the
+ * budget's queue the request keeps its pool connection (inside its
+ * transaction after the first round): the snapshot must stay the same
+ * for every level, and the wait is bounded (--pool-timeout). The oldest
+ * request is never queued, so a connection held here always comes back. */
+static void admit_batch(struct exec *ex)
+{
+	size_t est;
+	bool unknown;
+
+	/* A batch of COMMIT alone brings no rows: it never waits. */
+	if (!ex->bu || ex->batch_ndata == 0) {
+		send_batch(ex);
+		return;
+	}
+	unknown = estimate_batch(ex, &est);
+	switch (budget_ask(ex->bu, est, unknown, on_admitted, ex)) {
+	case 1:
+		send_batch(ex);
+		return;
+	case 0:
+		ex->state = EX_WAIT_BUDGET;
+		return;
+	default:
+		log_error("exec: out of memory");
+		pf_err_set(&ex->err, 500, "internal", "", "internal error");
+		fail(ex);
+	}
 }
 
 static void on_conn(struct pool_conn *conn, const struct pf_err *err, void *arg)
@@ -450,6 +562,11 @@ struct exec *exec_start(struct pool *pool, const struct plan *plan,
 	ex->arg = arg;
 	ex->state = EX_WAIT_CONN;
 	ex->g = graph_new(plan);
+	if (opt->budget) {
+		ex->bu = budget_user_new(opt->budget);
+		if (!ex->bu)
+			goto fail;
+	}
 	ex->qs = calloc(nq + 1, sizeof(*ex->qs));
 	ex->order = calloc(nq + 1, sizeof(*ex->order));
 	ex->stmts = calloc(nq + 2, sizeof(*ex->stmts));
@@ -523,6 +640,13 @@ void exec_cancel(struct exec *ex)
 			pool_cancel(ex->wait);
 		ex->wait = NULL;
 		break;
+	case EX_WAIT_BUDGET:
+		/* No batch in flight: the connection is idle, but inside the
+		 * transaction after the first round, so it is closed then. */
+		budget_cancel(ex->bu);
+		pool_release(ex->conn, !ex->in_tx);
+		ex->conn = NULL;
+		break;
 	case EX_RUNNING:
 	case EX_ROLLBACK:
 		/* Closes the connection: the server stops, and the results
@@ -542,11 +666,13 @@ void exec_free(struct exec *ex)
 	if (!ex)
 		return;
 	if (ex->state == EX_WAIT_CONN || ex->state == EX_RUNNING ||
-	    ex->state == EX_ROLLBACK)
+	    ex->state == EX_WAIT_BUDGET || ex->state == EX_ROLLBACK)
 		exec_cancel(ex);
 	for (size_t q = 0; ex->qs && q < ex->plan->nqueries; q++)
 		forget_params(ex, q);
 	graph_free(ex->g);
+	/* Last: its rows are freed, the budget may admit others. */
+	budget_user_free(ex->bu);
 	free(ex->qs);
 	free(ex->order);
 	free(ex->stmts);

@@ -43,6 +43,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "budget.h"
 #include "clock.h"
 #include "exec.h"
 #include "graph.h"
@@ -69,6 +70,7 @@ struct http {
 	unsigned long
 		id_prefix; /* per process, so ids differ across restarts */
 	struct metrics *metrics;
+	struct budget *budget; /* the rows budget of every /query */
 };
 
 /* Idle time after which the heap is trimmed (trim_when_idle). */
@@ -397,6 +399,7 @@ static void handle_metrics(struct request *r)
 	struct evbuffer *body = evbuffer_new();
 
 	pool_get_stats(r->h->pool, &st.pool);
+	budget_get_stats(r->h->budget, &st.budget);
 	catalog_counts(r->h->cat, &st.reloads_ok, &st.reloads_failed);
 	st.schema_loaded = r->schema != NULL;
 	st.in_flight = r->h->in_flight;
@@ -725,7 +728,7 @@ static void handle_query(struct request *r)
 	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
 	struct spec_limits limits = {cfg->max_depth, cfg->max_lookups};
 	struct exec_options opt = {cfg->pool_timeout_ms, cfg->max_rows,
-				   r->debug};
+				   r->debug, r->h->budget};
 	struct pf_err err = {0};
 	size_t len = evbuffer_get_length(in);
 
@@ -960,7 +963,10 @@ struct http *http_new(struct event_base *base, const struct config *cfg,
 	h->evh = evhttp_new(base);
 	h->metrics = metrics_new();
 	h->trim_ev = evtimer_new(base, on_idle_trim, h);
-	if (!h->evh || !h->metrics || !h->trim_ev)
+	/* A batch waits for the budget as long as for a connection. */
+	h->budget = budget_new(base, (size_t)cfg->max_held_mb << 20,
+			       cfg->pool_timeout_ms);
+	if (!h->evh || !h->metrics || !h->trim_ev || !h->budget)
 		goto fail;
 	/* Every method reaches on_request, so that 405 is ours (JSON), not
 	 * libevent's 501. */
@@ -1003,6 +1009,7 @@ void http_free(struct http *h)
 	if (h->trim_ev)
 		event_free(h->trim_ev);
 	metrics_free(h->metrics);
+	budget_free(h->budget);
 	free(h);
 }
 

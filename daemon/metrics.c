@@ -244,6 +244,18 @@ void metrics_write(const struct metrics *m, const struct metrics_state *st,
 		"connection.\n"
 		"# TYPE prefetchd_pool_waiting gauge\n"
 		"prefetchd_pool_waiting %d\n"
+		"# HELP prefetchd_rows_held_bytes Bytes of query results "
+		"held by requests (--max-held-mb).\n"
+		"# TYPE prefetchd_rows_held_bytes gauge\n"
+		"prefetchd_rows_held_bytes %zu\n"
+		"# HELP prefetchd_budget_waiting Batches waiting for the rows "
+		"budget.\n"
+		"# TYPE prefetchd_budget_waiting gauge\n"
+		"prefetchd_budget_waiting %d\n"
+		"# HELP prefetchd_budget_waits_total Batches that waited for "
+		"the rows budget.\n"
+		"# TYPE prefetchd_budget_waits_total counter\n"
+		"prefetchd_budget_waits_total %lu\n"
 		"# HELP prefetchd_database_up Whether the last connection "
 		"attempt succeeded.\n"
 		"# TYPE prefetchd_database_up gauge\n"
@@ -261,6 +273,7 @@ void metrics_write(const struct metrics *m, const struct metrics_state *st,
 		"prefetchd_schema_loaded %d\n",
 		m->queries, m->rows, st->in_flight, st->pool.size,
 		st->pool.open, st->pool.idle, st->pool.busy, st->pool.waiting,
+		st->budget.held, st->budget.waiting, st->budget.waits,
 		st->pool.up ? 1 : 0, st->pool.connects,
 		st->pool.connect_failures, st->reloads_ok, st->reloads_failed,
 		st->schema_loaded);

@@ -8,6 +8,7 @@
 
 #include <event2/buffer.h>
 
+#include "budget.h"
 #include "pool.h"
 
 struct metrics;
@@ -22,6 +23,7 @@ void metrics_observe(struct metrics *m, const char *route, int status,
 
 struct metrics_state {
 	struct pool_stats pool;
+	struct budget_stats budget;
 	unsigned long reloads_ok, reloads_failed;
 	int schema_loaded;
 	int in_flight;

@@ -11,3 +11,4 @@ Suite *graph_suite(void);
 Suite *plan_suite(void);
 Suite *schema_suite(void);
 Suite *fuzz_suite(void);
+Suite *budget_suite(void);

@@ -1,0 +1,353 @@
+/*
+ * The rows budget (see budget.h). Users that have asked at least once are
+ * "active" and kept in start order, so the oldest is the first; waiting
+ * batches are a FIFO. Admissions from the queue happen in a callback of
+ * their own (pump_ev), never inside budget_arrived or budget_user_free:
+ * those run deep in an exec's or a request's teardown, and an admission
+ * starts another request's batch.
+ */
+#include "budget.h"
+
+#include <stdlib.h>
+#include <sys/queue.h>
+
+/* Learned sizes: a small table indexed by the SQL hash, overwritten on
+ * collision. Shapes are few in practice; forgetting one only makes its
+ * next batch "unknown". */
+#define LEARNED_SLOTS 256
+
+struct learned {
+	uint64_t hash;	 /* 0: empty */
+	double per_unit; /* bytes per key (keyed) or per execution */
+};
+
+struct budget_user {
+	struct budget *b; /* NULL once the budget is freed */
+	unsigned long seq;
+	size_t held, reserved;
+	bool active;  /* has asked: in b->active */
+	bool waiting; /* in b->waits */
+	size_t want_est;
+	bool want_unknown;
+	budget_admit_cb cb;
+	void *arg;
+	struct event *timer; /* the wait's timeout, made on first wait */
+	TAILQ_ENTRY(budget_user) active_link;
+	TAILQ_ENTRY(budget_user) wait_link;
+};
+
+TAILQ_HEAD(user_list, budget_user);
+
+struct budget {
+	struct event_base *base;
+	size_t limit;
+	int wait_timeout_ms;
+	size_t held, reserved;
+	int nwaiting;
+	unsigned long waits;
+	unsigned long next_seq;
+	struct user_list active; /* by seq: the first is the oldest */
+	struct user_list waits_q;
+	struct event *pump_ev;
+	struct learned table[LEARNED_SLOTS];
+};
+
+/* ---- the learned sizes ---- */
+
+uint64_t budget_sql_hash(const char *sql)
+{
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)sql; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return h ? h : 1;
+}
+
+static size_t slot_of(uint64_t hash)
+{
+	return (size_t)(hash % LEARNED_SLOTS);
+}
+
+bool budget_estimate(const struct budget *b, uint64_t hash, size_t nkeys,
+		     size_t *bytes)
+{
+	const struct learned *l = &b->table[slot_of(hash)];
+
+	*bytes = 0;
+	if (l->hash != hash)
+		return false;
+	*bytes = (size_t)(l->per_unit * (double)(nkeys ? nkeys : 1));
+	return true;
+}
+
+void budget_learn(struct budget *b, uint64_t hash, size_t nkeys, size_t bytes)
+{
+	struct learned *l = &b->table[slot_of(hash)];
+
+	l->hash = hash;
+	l->per_unit = (double)bytes / (double)(nkeys ? nkeys : 1);
+}
+
+/* ---- admission ---- */
+
+static size_t free_bytes(const struct budget *b)
+{
+	size_t used = b->held + b->reserved;
+
+	return used < b->limit ? b->limit - used : 0;
+}
+
+/* An unknown batch also needs some room to take: one that reserved all
+ * that was free must keep the next unknown one (est 0) out. */
+static bool fits(const struct budget *b, size_t est, bool unknown)
+{
+	size_t used = b->held + b->reserved;
+
+	if (b->limit == 0)
+		return true;
+	return unknown ? used + est < b->limit : used + est <= b->limit;
+}
+
+static bool is_oldest(const struct budget_user *u)
+{
+	return TAILQ_FIRST(&u->b->active) == u;
+}
+
+static void reserve(struct budget_user *u, size_t est, bool unknown)
+{
+	size_t want = est;
+
+	if (unknown && u->b->limit && free_bytes(u->b) > want)
+		want = free_bytes(u->b);
+	u->reserved = want;
+	u->b->reserved += want;
+}
+
+/* In start order, so that the first active user is the oldest. */
+static void activate(struct budget_user *u)
+{
+	struct budget_user *before;
+
+	u->active = true;
+	TAILQ_FOREACH_REVERSE(before, &u->b->active, user_list, active_link)
+	{
+		if (before->seq < u->seq) {
+			TAILQ_INSERT_AFTER(&u->b->active, before, u,
+					   active_link);
+			return;
+		}
+	}
+	TAILQ_INSERT_HEAD(&u->b->active, u, active_link);
+}
+
+static void leave_queue(struct budget_user *u)
+{
+	TAILQ_REMOVE(&u->b->waits_q, u, wait_link);
+	u->b->nwaiting--;
+	u->waiting = false;
+	if (u->timer)
+		evtimer_del(u->timer);
+}
+
+/* held or reserved went down, or the queue's head left: admissions are
+ * looked at again from the loop. */
+static void schedule_pump(struct budget *b)
+{
+	if (b->nwaiting > 0)
+		event_active(b->pump_ev, 0, 0);
+}
+
+/* The next batch to admit from the queue: the head while it fits (one that
+ * does not blocks those behind it), or the oldest user's wherever it is. */
+static struct budget_user *next_admissible(struct budget *b)
+{
+	struct budget_user *u;
+	bool blocked = false;
+
+	TAILQ_FOREACH (u, &b->waits_q, wait_link) {
+		if (!blocked && fits(b, u->want_est, u->want_unknown))
+			return u;
+		if (is_oldest(u))
+			return u;
+		blocked = true;
+	}
+	return NULL;
+}
+
+static void on_pump(evutil_socket_t fd, short what, void *arg)
+{
+	struct budget *b = arg;
+	struct budget_user *u;
+
+	/* At most the batches queued now: a callback cannot keep us here. */
+	for (int n = b->nwaiting; n > 0 && (u = next_admissible(b)); n--) {
+		leave_queue(u);
+		reserve(u, u->want_est, u->want_unknown);
+		u->cb(NULL, u->arg); /* may free u, ask or free others */
+	}
+}
+
+/* The same 503 that a request gets when no pool connection comes in time,
+ * but with the code of --max-concurrent's 503: the database is fine, this
+ * process is at its capacity, and database_unavailable would send the
+ * operator to the wrong place. The client's answer is the same: retry
+ * (Retry-After: 1). */
+static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct budget_user *u = arg;
+	struct budget *b = u->b;
+	struct pf_err err;
+
+	leave_queue(u);
+	/* The head leaving may unblock those behind it. */
+	schedule_pump(b);
+	pf_err_set(&err, 503, "overloaded", "",
+		   "timed out waiting for memory to hold its rows "
+		   "(--max-held-mb)");
+	u->cb(&err, u->arg);
+}
+
+static int enqueue(struct budget_user *u, size_t est, bool unknown,
+		   budget_admit_cb cb, void *arg)
+{
+	struct budget *b = u->b;
+
+	if (b->wait_timeout_ms > 0 && !u->timer) {
+		u->timer = evtimer_new(b->base, on_wait_timeout, u);
+		if (!u->timer)
+			return -1;
+	}
+	if (u->timer) {
+		struct timeval tv = {b->wait_timeout_ms / 1000,
+				     (b->wait_timeout_ms % 1000) * 1000};
+
+		if (evtimer_add(u->timer, &tv) < 0)
+			return -1;
+	}
+	u->want_est = est;
+	u->want_unknown = unknown;
+	u->cb = cb;
+	u->arg = arg;
+	u->waiting = true;
+	TAILQ_INSERT_TAIL(&b->waits_q, u, wait_link);
+	b->nwaiting++;
+	b->waits++;
+	return 0;
+}
+
+int budget_ask(struct budget_user *u, size_t est, bool unknown,
+	       budget_admit_cb cb, void *arg)
+{
+	struct budget *b = u->b;
+
+	if (!u->active)
+		activate(u);
+	/* Nothing jumps the queue but the oldest: otherwise a stream of
+	 * small batches could keep a large one waiting for ever. */
+	if ((b->nwaiting == 0 && fits(b, est, unknown)) || is_oldest(u)) {
+		reserve(u, est, unknown);
+		return 1;
+	}
+	return enqueue(u, est, unknown, cb, arg);
+}
+
+void budget_cancel(struct budget_user *u)
+{
+	if (!u || !u->b || !u->waiting)
+		return;
+	leave_queue(u);
+	schedule_pump(u->b);
+}
+
+void budget_arrived(struct budget_user *u, size_t bytes)
+{
+	struct budget *b = u->b;
+
+	if (!b)
+		return;
+	b->reserved -= u->reserved;
+	u->reserved = 0;
+	u->held += bytes;
+	b->held += bytes;
+	schedule_pump(b);
+}
+
+struct budget_user *budget_user_new(struct budget *b)
+{
+	struct budget_user *u = calloc(1, sizeof(*u));
+
+	if (!u)
+		return NULL;
+	u->b = b;
+	u->seq = b->next_seq++;
+	return u;
+}
+
+void budget_user_free(struct budget_user *u)
+{
+	struct budget *b;
+
+	if (!u)
+		return;
+	b = u->b;
+	if (b) {
+		if (u->waiting)
+			leave_queue(u);
+		if (u->active)
+			TAILQ_REMOVE(&b->active, u, active_link);
+		b->held -= u->held;
+		b->reserved -= u->reserved;
+		schedule_pump(b);
+	}
+	if (u->timer)
+		event_free(u->timer);
+	free(u);
+}
+
+void budget_get_stats(const struct budget *b, struct budget_stats *out)
+{
+	*out = (struct budget_stats){.limit = b->limit,
+				     .held = b->held,
+				     .reserved = b->reserved,
+				     .waiting = b->nwaiting,
+				     .waits = b->waits};
+}
+
+/* ---- the budget ---- */
+
+struct budget *budget_new(struct event_base *base, size_t limit,
+			  int wait_timeout_ms)
+{
+	struct budget *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->base = base;
+	b->limit = limit;
+	b->wait_timeout_ms = wait_timeout_ms;
+	TAILQ_INIT(&b->active);
+	TAILQ_INIT(&b->waits_q);
+	b->pump_ev = event_new(base, -1, 0, on_pump, b);
+	if (!b->pump_ev) {
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
+void budget_free(struct budget *b)
+{
+	struct budget_user *u;
+
+	if (!b)
+		return;
+	while ((u = TAILQ_FIRST(&b->waits_q)))
+		leave_queue(u);
+	while ((u = TAILQ_FIRST(&b->active))) {
+		TAILQ_REMOVE(&b->active, u, active_link);
+		u->active = false;
+		u->b = NULL;
+	}
+	event_free(b->pump_ev);
+	free(b);
+}
