@@ -31,11 +31,17 @@ struct keyhash {
 	int *next;
 };
 
-/* A JSON key ready to write: ",\"name\":" escaped once per plan; the first
- * member of an object skips the comma. */
+/* A JSON key ready to write: `,"name":` escaped once per plan, or
+ * `{"name":` for the first member of an object, so that the brace costs no
+ * write of its own. s is padded with zeros to a multiple of KEY_WORD bytes:
+ * put_key copies whole words (two vector moves for most keys, no memcpy
+ * call). */
+#define KEY_WORD 32
+
 struct jkey {
 	char *s;
 	size_t len;
+	size_t padded; /* len rounded up to KEY_WORD */
 };
 
 /* Output goes straight into space reserved at the end of the evbuffer
@@ -59,9 +65,23 @@ struct sink {
 
 static char no_space[1];
 
-struct node_keys {
-	struct jkey *fields;
-	struct jkey *edges;
+/* How the writer writes a field: its schema_render, with the integer
+ * columns (int2/int4/int8: known from the result, PQftype, not from the
+ * plan) told apart from other numbers. The first two need only the text of
+ * a value (put_by_text). */
+enum value_kind {
+	VALUE_INTEGER,
+	VALUE_BOOL,
+	VALUE_NUMBER,
+	VALUE_STRING,
+	VALUE_VERBATIM, /* RENDER_RAW, RENDER_TO_JSON */
+};
+
+/* What the writer prepares per node. members: the keys of the fields, then
+ * of the edges, in writing order; kinds: per field. */
+struct node_out {
+	struct jkey *members;
+	enum value_kind *kinds;
 	int parent_edge; /* edge of the parent node leading here, or -1 */
 };
 
@@ -70,7 +90,7 @@ struct graph {
 	PGresult **res;
 	struct keyhash *hash; /* per query */
 	struct objs *objs;    /* per node */
-	struct node_keys *keys;
+	struct node_out *out; /* per node */
 	long rows;
 };
 
@@ -117,36 +137,78 @@ static void sink_flush(struct sink *k)
 	k->p = k->end = no_space;
 }
 
-/* The rare case of sink_put: the reservation is full, or there is none
- * yet. Fills what is left of it, commits it, and reserves room for the
- * rest: chunk bytes, or more for a longer value. Kept out of line so
- * that the fast path below stays small enough to inline everywhere. */
-static void sink_put_slow(struct sink *k, const char *s, size_t len)
+/* Commits what was written and reserves room for n bytes or more (chunk,
+ * or n when larger). False when out of memory: the sink has no room then,
+ * and every later write is dropped. */
+static bool sink_grow(struct sink *k, size_t n)
 {
-	size_t room = (size_t)(k->end - k->p);
-	size_t want = len - room > k->chunk ? len - room : k->chunk;
-
-	memcpy(k->p, s, room);
-	k->p += room;
 	sink_flush(k);
 	if (k->failed ||
-	    evbuffer_reserve_space(k->out, (ev_ssize_t)want, &k->vec, 1) != 1) {
+	    evbuffer_reserve_space(k->out,
+				   (ev_ssize_t)(n > k->chunk ? n : k->chunk),
+				   &k->vec, 1) != 1) {
 		k->failed = -1;
 		k->vec.iov_base = NULL;
-		return;
+		return false;
 	}
 	k->p = k->vec.iov_base;
 	k->end = k->p + k->vec.iov_len;
+	return true;
+}
+
+/* Whether n bytes can be written at k->p, after reserving more if need
+ * be: for the writers that store into the reservation themselves. */
+static inline bool sink_room(struct sink *k, size_t n)
+{
+	return n <= (size_t)(k->end - k->p) || sink_grow(k, n);
+}
+
+/* The rare case of sink_put: the reservation is full, or there is none
+ * yet. Fills what is left of it, and the rest goes into a new one. Kept
+ * out of line so that the fast path below stays small enough to inline
+ * everywhere. */
+static void sink_put_slow(struct sink *k, const char *s, size_t len)
+{
+	size_t room = (size_t)(k->end - k->p);
+
+	memcpy(k->p, s, room);
+	k->p += room;
+	if (!sink_grow(k, len - room))
+		return;
 	memcpy(k->p, s + room, len - room);
 	k->p += len - room;
 }
 
+/* Copies len <= 32 bytes with two fixed-size moves that overlap as much as
+ * need be (reading and writing only those len bytes): most values are
+ * that short, and this costs less than a call to memcpy. */
+static inline void copy_short(char *d, const char *s, size_t len)
+{
+	if (len >= 16) {
+		memcpy(d, s, 16);
+		memcpy(d + len - 16, s + len - 16, 16);
+	} else if (len >= 8) {
+		memcpy(d, s, 8);
+		memcpy(d + len - 8, s + len - 8, 8);
+	} else if (len >= 4) {
+		memcpy(d, s, 4);
+		memcpy(d + len - 4, s + len - 4, 4);
+	} else if (len > 0) {
+		d[0] = s[0];
+		d[len / 2] = s[len / 2];
+		d[len - 1] = s[len - 1];
+	}
+}
+
 /* Inline: the writer calls this for every brace, key and value, and nearly
- * always the bytes fit (a short memcpy, a store for constant lengths). */
+ * always the bytes fit (a short copy, a store for constant lengths). */
 static inline void sink_put(struct sink *k, const char *s, size_t len)
 {
 	if (len <= (size_t)(k->end - k->p)) {
-		memcpy(k->p, s, len);
+		if (len <= 32)
+			copy_short(k->p, s, len);
+		else
+			memcpy(k->p, s, len);
 		k->p += len;
 		return;
 	}
@@ -204,34 +266,62 @@ static size_t escape_of(unsigned char c, char buf[6])
 #define ONES UINT64_C(0x0101010101010101)
 #define HIGHS UINT64_C(0x8080808080808080)
 
-/* Whether any of the 8 bytes of x needs_escape, all 8 at once (the "has a
- * byte less than n / equal to zero" tricks of Bit Twiddling Hacks). Only
- * bytes below 0x80 can need escaping, and & ~x keeps their high bits. In
- * such a byte, x - 0x20 sets the high bit when the byte is below 0x20, and
- * (x ^ '"') - 1 when it is '"' (0 - 1 = 0xff); likewise '\\'. A borrow out
- * of a byte that matched may flag the bytes above it too, but never
- * without a real match: the yes/no answer is exact, whatever the byte order
- * of the load, and next_escape finds the byte itself one byte at a time. */
-static bool word_needs_escape(uint64_t x)
+/* The 8 bytes at s as a little-endian word, whatever the host: byte n of
+ * s is bits 8n..8n+7 (memcpy: s need not be aligned). */
+static uint64_t load_word(const char *s)
+{
+	uint64_t x;
+
+	memcpy(&x, s, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	x = __builtin_bswap64(x);
+#endif
+	return x;
+}
+
+/* The high bit of each byte of x (load_word) that may need escaping, all 8
+ * at once (the "has a byte less than n / equal to zero" tricks of Bit
+ * Twiddling Hacks). Only bytes below 0x80 can need escaping, and & ~x keeps
+ * their high bits. In such a byte, x - 0x20 sets the high bit when the byte
+ * is below 0x20, and (x ^ '"') - 1 when it is '"' (0 - 1 = 0xff); likewise
+ * '\\'. A borrow out of a byte that matched may flag the bytes above it
+ * too, but only a real match starts a borrow: the lowest flag, the first
+ * byte in memory, is exact. */
+static uint64_t escape_flags(uint64_t x)
 {
 	uint64_t below = x - ONES * 0x20;
 	uint64_t quote = (x ^ (ONES * '"')) - ONES;
 	uint64_t bslash = (x ^ (ONES * '\\')) - ONES;
 
-	return ((below | quote | bslash) & ~x & HIGHS) != 0;
+	return (below | quote | bslash) & ~x & HIGHS;
 }
 
-/* The first byte at or after i that needs escaping, or len. Skips clean
- * words 8 bytes at a time (memcpy: s need not be aligned), then finds the
- * byte within the word, or in the last few bytes, one at a time. */
+/* The offset of the first flagged byte (flags != 0). */
+static size_t first_flagged(uint64_t flags)
+{
+	return (size_t)__builtin_ctzll(flags) / 8;
+}
+
+/* The first byte at or after i that needs escaping, or len. Checks 8
+ * bytes at a time: whole words, then the word that ends s, with the bytes
+ * before i made clean (one of them may match, and its borrow would flag
+ * a byte after it). Strings shorter than a word, one byte at a time. */
 static size_t next_escape(const char *s, size_t len, size_t i)
 {
-	for (; len - i >= 8; i += 8) {
-		uint64_t x;
+	uint64_t flags;
 
-		memcpy(&x, s + i, 8);
-		if (word_needs_escape(x))
-			break;
+	for (; len - i >= 8; i += 8) {
+		flags = escape_flags(load_word(s + i));
+		if (flags)
+			return i + first_flagged(flags);
+	}
+	if (len >= 8 && i < len) {
+		size_t last = len - 8;
+		uint64_t seen = (UINT64_C(1) << (8 * (i - last))) - 1;
+
+		flags = escape_flags((load_word(s + last) & ~seen) |
+				     (ONES * 'a' & seen));
+		return flags ? last + first_flagged(flags) : len;
 	}
 	while (i < len && !needs_escape((unsigned char)s[i]))
 		i++;
@@ -245,10 +335,9 @@ static void put_string(struct sink *k, const char *s, size_t len)
 
 	sink_put(k, "\"", 1);
 	while ((i = next_escape(s, len, start)) < len) {
-		char buf[6];
-
 		sink_put(k, s + start, i - start);
-		sink_put(k, buf, escape_of((unsigned char)s[i], buf));
+		if (sink_room(k, 6)) /* the escape goes straight in */
+			k->p += escape_of((unsigned char)s[i], k->p);
 		start = i + 1;
 	}
 	sink_put(k, s + start, len - start);
@@ -322,34 +411,75 @@ static bool is_json_number(const char *s, size_t len)
 	return i == len;
 }
 
+/* The longest text of an int8: "-9223372036854775808". */
+#define INTEGER_TEXT_MAX 20
+
+/* The text of an int2/int4/int8 value: an optional '-' and digits, a JSON
+ * number as it is (no is_json_number), copied up to its NUL (no
+ * PQgetlength): at most INTEGER_TEXT_MAX bytes, so one test for room. */
+static void put_integer(struct sink *k, const char *v)
+{
+	size_t i = 0;
+
+	if (!sink_room(k, INTEGER_TEXT_MAX))
+		return;
+	for (; v[i] != '\0' && i < INTEGER_TEXT_MAX; i++)
+		k->p[i] = v[i];
+	k->p += i;
+	/* Never from PostgreSQL; written whole all the same. */
+	if (v[i] != '\0')
+		sink_put(k, v + i, strlen(v + i));
+}
+
+/* The values that need only their text, not its length: integers (see
+ * put_integer) and bools ('t' or 'f'). Neither is ever empty text, so an
+ * empty one (PQgetvalue gives "" for NULL) is left to put_value: false. */
+static bool put_by_text(struct sink *k, const PGresult *res, int row, int col,
+			enum value_kind kind)
+{
+	const char *v = PQgetvalue(res, row, col);
+
+	if (v[0] == '\0')
+		return false;
+	if (kind == VALUE_INTEGER)
+		put_integer(k, v);
+	else if (v[0] == 't')
+		sink_put(k, "true", 4);
+	else
+		sink_put(k, "false", 5);
+	return true;
+}
+
 static void put_value(struct sink *k, const PGresult *res, int row, int col,
-		      enum schema_render render)
+		      enum value_kind kind)
 {
 	const char *v;
 	size_t len;
 
+	if (kind <= VALUE_BOOL && put_by_text(k, res, row, col, kind))
+		return;
 	if (!cell(res, row, col, &v, &len)) {
 		sink_put(k, "null", 4);
 		return;
 	}
-	switch (render) {
-	case RENDER_NUMBER:
+	switch (kind) {
+	case VALUE_INTEGER: /* empty text, never PostgreSQL's: no number */
+	case VALUE_NUMBER:
 		if (is_json_number(v, len))
 			sink_put(k, v, len);
 		else
 			put_string(k, v, len);
 		return;
-	case RENDER_BOOL:
+	case VALUE_BOOL:
 		if (v[0] == 't')
 			sink_put(k, "true", 4);
 		else
 			sink_put(k, "false", 5);
 		return;
-	case RENDER_STRING:
+	case VALUE_STRING:
 		put_string(k, v, len);
 		return;
-	case RENDER_RAW:
-	case RENDER_TO_JSON:
+	case VALUE_VERBATIM:
 		break;
 	}
 	sink_put(k, v, len);
@@ -357,16 +487,40 @@ static void put_value(struct sink *k, const PGresult *res, int row, int col,
 
 /* ---- construction ---- */
 
-/* A JSON key as written before a value: `,"name":` escaped once per plan
- * (the writer skips the comma for a first member). */
-static int make_key(struct jkey *key, const char *name)
+/* Type OIDs of int8, int2 and int4 (pg_type.dat: fixed for good). */
+static bool is_integer_type(Oid type)
+{
+	return type == 20 || type == 21 || type == 23;
+}
+
+/* type: the column's, or InvalidOid before the result is known. */
+static enum value_kind kind_of(enum schema_render render, Oid type)
+{
+	switch (render) {
+	case RENDER_NUMBER:
+		return is_integer_type(type) ? VALUE_INTEGER : VALUE_NUMBER;
+	case RENDER_BOOL:
+		return VALUE_BOOL;
+	case RENDER_STRING:
+		return VALUE_STRING;
+	case RENDER_RAW:
+	case RENDER_TO_JSON:
+		break;
+	}
+	return VALUE_VERBATIM;
+}
+
+/* A JSON key as written before a value (struct jkey): opening is ',', or
+ * '{' for the first member. */
+static int make_key(struct jkey *key, const char *name, char opening)
 {
 	size_t len = strlen(name);
-	char *s = malloc(len * 6 + 4), *o = s;
+	size_t room = (len * 6 + 4 + KEY_WORD - 1) / KEY_WORD * KEY_WORD;
+	char *s = calloc(1, room), *o = s;
 
 	if (!s)
 		return -1;
-	*o++ = ',';
+	*o++ = opening;
 	*o++ = '"';
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)name[i];
@@ -380,6 +534,7 @@ static int make_key(struct jkey *key, const char *name)
 	*o++ = ':';
 	key->s = s;
 	key->len = (size_t)(o - s);
+	key->padded = (key->len + KEY_WORD - 1) / KEY_WORD * KEY_WORD;
 	return 0;
 }
 
@@ -395,22 +550,27 @@ static int find_parent_edge(const struct plan *p, int node)
 	return -1;
 }
 
-static int init_node_keys(struct graph *g, size_t n)
+static int init_node_out(struct graph *g, size_t n)
 {
 	const struct plan_node *node = &g->plan->nodes[n];
-	struct node_keys *k = &g->keys[n];
+	struct node_out *k = &g->out[n];
+	size_t nmembers = node->nfields + node->nedges;
 
 	k->parent_edge = find_parent_edge(g->plan, (int)n);
-	k->fields = calloc(node->nfields + 1, sizeof(*k->fields));
-	k->edges = calloc(node->nedges + 1, sizeof(*k->edges));
-	if (!k->fields || !k->edges)
+	k->members = calloc(nmembers + 1, sizeof(*k->members));
+	k->kinds = calloc(node->nfields + 1, sizeof(*k->kinds));
+	if (!k->members || !k->kinds)
 		return -1;
 	for (size_t i = 0; i < node->nfields; i++)
-		if (make_key(&k->fields[i], node->fields[i].name))
+		k->kinds[i] = kind_of(node->fields[i].render, InvalidOid);
+	for (size_t i = 0; i < nmembers; i++) {
+		const char *name =
+			i < node->nfields ? node->fields[i].name
+					  : node->edges[i - node->nfields].name;
+
+		if (make_key(&k->members[i], name, i == 0 ? '{' : ','))
 			return -1;
-	for (size_t i = 0; i < node->nedges; i++)
-		if (make_key(&k->edges[i], node->edges[i].name))
-			return -1;
+	}
 	return 0;
 }
 
@@ -424,11 +584,11 @@ struct graph *graph_new(const struct plan *plan)
 	g->res = calloc(plan->nqueries + 1, sizeof(*g->res));
 	g->hash = calloc(plan->nqueries + 1, sizeof(*g->hash));
 	g->objs = calloc(plan->nnodes + 1, sizeof(*g->objs));
-	g->keys = calloc(plan->nnodes + 1, sizeof(*g->keys));
-	if (!g->res || !g->hash || !g->objs || !g->keys)
+	g->out = calloc(plan->nnodes + 1, sizeof(*g->out));
+	if (!g->res || !g->hash || !g->objs || !g->out)
 		goto fail;
 	for (size_t n = 0; n < plan->nnodes; n++)
-		if (init_node_keys(g, n))
+		if (init_node_out(g, n))
 			goto fail;
 	return g;
 fail:
@@ -454,21 +614,41 @@ void graph_free(struct graph *g)
 		hash_cleanup(&g->hash[q]);
 	for (size_t n = 0; g->objs && n < g->plan->nnodes; n++)
 		free(g->objs[n].rows);
-	for (size_t n = 0; g->keys && n < g->plan->nnodes; n++) {
+	for (size_t n = 0; g->out && n < g->plan->nnodes; n++) {
 		const struct plan_node *node = &g->plan->nodes[n];
+		struct jkey *members = g->out[n].members;
 
-		for (size_t i = 0; g->keys[n].fields && i < node->nfields; i++)
-			free(g->keys[n].fields[i].s);
-		for (size_t i = 0; g->keys[n].edges && i < node->nedges; i++)
-			free(g->keys[n].edges[i].s);
-		free(g->keys[n].fields);
-		free(g->keys[n].edges);
+		for (size_t i = 0; members && i < node->nfields + node->nedges;
+		     i++)
+			free(members[i].s);
+		free(members);
+		free(g->out[n].kinds);
 	}
 	free(g->res);
 	free(g->hash);
 	free(g->objs);
-	free(g->keys);
+	free(g->out);
 	free(g);
+}
+
+/* Sets the kinds of the fields of the nodes written from result q, now
+ * that their column types are known (PostgreSQL reports a domain's base
+ * type). */
+static void find_value_kinds(struct graph *g, int q, const PGresult *res)
+{
+	for (size_t n = 0; n < g->plan->nnodes; n++) {
+		const struct plan_node *node = &g->plan->nodes[n];
+
+		if (node->src != q)
+			continue;
+		for (size_t i = 0; i < node->nfields; i++) {
+			const struct plan_field *f = &node->fields[i];
+
+			g->out[n].kinds[i] =
+				kind_of(f->render, res ? PQftype(res, f->col)
+						       : InvalidOid);
+		}
+	}
 }
 
 void graph_set_result(struct graph *g, int q, PGresult *res)
@@ -480,6 +660,7 @@ void graph_set_result(struct graph *g, int q, PGresult *res)
 	g->res[q] = res;
 	if (res)
 		g->rows += PQntuples(res);
+	find_value_kinds(g, q, res);
 }
 
 long graph_rows(const struct graph *g)
@@ -641,7 +822,7 @@ static bool has_child(struct graph *g, const void *arg, int row)
 static int objs_with_child(struct graph *g, struct objs *o, int parent,
 			   int child)
 {
-	int e = g->keys[child].parent_edge;
+	int e = g->out[child].parent_edge;
 	const struct objs *from;
 	struct edge_ref ref;
 
@@ -809,6 +990,18 @@ static void put(struct writer *w, const char *s, size_t len)
 	sink_put(&w->sink, s, len);
 }
 
+/* Copies whole words of the padded key: what lies past key->len is
+ * overwritten by the next write. Inline: it runs for every member. */
+static inline void put_key(struct sink *k, const struct jkey *key)
+{
+	if (!sink_room(k, key->padded))
+		return;
+	memcpy(k->p, key->s, KEY_WORD);
+	for (size_t i = KEY_WORD; i < key->len; i += KEY_WORD)
+		memcpy(k->p + i, key->s + i, KEY_WORD);
+	k->p += key->len;
+}
+
 static void write_object(struct writer *w, int node, int row);
 
 /* Writes the object of node at row, or null when row < 0. */
@@ -897,22 +1090,22 @@ static int push(struct writer *w, int node, int row)
 static void write_object(struct writer *w, int node, int row)
 {
 	const struct plan_node *n = &w->g->plan->nodes[node];
-	const struct node_keys *k = &w->g->keys[node];
+	const struct node_out *k = &w->g->out[node];
 	const PGresult *res = w->g->res[n->src];
-	size_t skip = 1; /* no comma before the first member */
+	const struct jkey *key = k->members; /* the first opens the object */
 
 	if (w->failed || w->sink.failed || push(w, node, row)) {
 		w->failed = -1;
 		return;
 	}
-	put(w, "{", 1);
-	for (size_t i = 0; i < n->nfields; i++, skip = 0) {
-		put(w, k->fields[i].s + skip, k->fields[i].len - skip);
-		put_value(&w->sink, res, row, n->fields[i].col,
-			  n->fields[i].render);
+	if (n->nfields + n->nedges == 0)
+		put(w, "{", 1);
+	for (size_t i = 0; i < n->nfields; i++) {
+		put_key(&w->sink, key++);
+		put_value(&w->sink, res, row, n->fields[i].col, k->kinds[i]);
 	}
-	for (size_t i = 0; i < n->nedges; i++, skip = 0) {
-		put(w, k->edges[i].s + skip, k->edges[i].len - skip);
+	for (size_t i = 0; i < n->nedges; i++) {
+		put_key(&w->sink, key++);
 		write_edge(w, res, row, &n->edges[i]);
 	}
 	put(w, "}", 1);

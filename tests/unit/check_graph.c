@@ -17,8 +17,21 @@
 #define CELLS(...) ((const char *const[]){__VA_ARGS__})
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
-/* A text result of ncols columns and nrows rows; a NULL cell is SQL NULL. */
-static PGresult *mkres(int ncols, int nrows, const char *const *cells)
+/* Type OIDs (pg_type.dat) of the typed results. */
+enum {
+	BOOLOID = 16,
+	INT8OID = 20,
+	INT2OID = 21,
+	INT4OID = 23,
+	TEXTOID = 25,
+	FLOAT8OID = 701,
+	NUMERICOID = 1700
+};
+
+/* A result of ncols columns of the given types (NULL: all text) and nrows
+ * rows; a NULL cell is SQL NULL. */
+static PGresult *mkres_typed(int ncols, int nrows, const Oid *types,
+			     const char *const *cells)
 {
 	PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
 	PGresAttDesc attrs[16];
@@ -29,7 +42,7 @@ static PGresult *mkres(int ncols, int nrows, const char *const *cells)
 	for (int c = 0; c < ncols; c++) {
 		snprintf(names[c], sizeof(names[c]), "c%d", c);
 		attrs[c] = (PGresAttDesc){.name = names[c],
-					  .typid = 25,
+					  .typid = types ? types[c] : TEXTOID,
 					  .typlen = -1,
 					  .atttypmod = -1};
 	}
@@ -44,6 +57,12 @@ static PGresult *mkres(int ncols, int nrows, const char *const *cells)
 			free(copy);
 		}
 	return res;
+}
+
+/* A text result: every column of type text. */
+static PGresult *mkres(int ncols, int nrows, const char *const *cells)
+{
+	return mkres_typed(ncols, nrows, NULL, cells);
 }
 
 /* graph_write's output as a string (the caller frees it). */
@@ -498,6 +517,87 @@ START_TEST(test_values_render_as_to_json)
 }
 END_TEST
 
+/* Values of typed columns: int2/int4/int8 text is written as it is (no
+ * validation, no length: the writer reads it up to its NUL), every other
+ * number type still validated, so that NaN and Infinity stay quoted. */
+struct typed_case {
+	Oid type;
+	enum schema_render render;
+	const char *text; /* NULL = SQL NULL */
+	const char *json;
+};
+
+static const struct typed_case typed_cases[] = {
+	{INT4OID, RENDER_NUMBER, "42", "42"},
+	{INT4OID, RENDER_NUMBER, "-7", "-7"},
+	{INT2OID, RENDER_NUMBER, "0", "0"},
+	{INT2OID, RENDER_NUMBER, "-32768", "-32768"},
+	{INT8OID, RENDER_NUMBER, "-9223372036854775808",
+	 "-9223372036854775808"},
+	{INT8OID, RENDER_NUMBER, "9223372036854775807", "9223372036854775807"},
+	{INT4OID, RENDER_NUMBER, NULL, "null"},
+	/* never from PostgreSQL: empty, or longer than any int8 */
+	{INT4OID, RENDER_NUMBER, "", "\"\""},
+	{INT8OID, RENDER_NUMBER, "123456789012345678901234567890",
+	 "123456789012345678901234567890"},
+	{INT4OID, RENDER_STRING, "42", "\"42\""},
+	{NUMERICOID, RENDER_NUMBER, "-1.50", "-1.50"},
+	{NUMERICOID, RENDER_NUMBER, "NaN", "\"NaN\""},
+	{NUMERICOID, RENDER_NUMBER, "Infinity", "\"Infinity\""},
+	{NUMERICOID, RENDER_NUMBER, "-Infinity", "\"-Infinity\""},
+	{NUMERICOID, RENDER_NUMBER, NULL, "null"},
+	{FLOAT8OID, RENDER_NUMBER, "1e+100", "1e+100"},
+	{FLOAT8OID, RENDER_NUMBER, "-0", "-0"},
+	{FLOAT8OID, RENDER_NUMBER, "NaN", "\"NaN\""},
+	{FLOAT8OID, RENDER_NUMBER, "-Infinity", "\"-Infinity\""},
+	{BOOLOID, RENDER_BOOL, "t", "true"},
+	{BOOLOID, RENDER_BOOL, "f", "false"},
+	{BOOLOID, RENDER_BOOL, NULL, "null"},
+	{BOOLOID, RENDER_BOOL, "", "false"}, /* never from PostgreSQL */
+};
+
+/* Each case twice in one object, after a text column of the same render,
+ * so that a typed field sits between others. */
+START_TEST(test_typed_values_render_as_to_json)
+{
+	const struct typed_case *c = &typed_cases[_i];
+	struct plan_field f[] = {
+		{"t", 0, c->render}, {"v", 1, c->render}, {"w", 1, c->render}};
+	struct plan_query q[] = {main_query(2)};
+	struct plan_node n[] = {{.kind = NODE_QUERY,
+				 .src = 0,
+				 .parent = -1,
+				 .fields = f,
+				 .nfields = N(f)}};
+	struct plan p = {q, 1, n, 1};
+	struct graph *g = graph_new(&p);
+	Oid types[] = {TEXTOID, c->type};
+	char want[256];
+
+	graph_set_result(g, 0, mkres_typed(2, 1, types, CELLS("1", c->text)));
+	snprintf(want, sizeof(want), "[{\"t\":%s,\"v\":%s,\"w\":%s}]",
+		 c->render == RENDER_STRING ? "\"1\""
+		 : c->render == RENDER_BOOL ? "false"
+					    : "1",
+		 c->json, c->json);
+	assert_json(g, want);
+	graph_free(g);
+}
+END_TEST
+
+/* A node of neither fields nor edges writes empty objects (the first key
+ * writes the brace otherwise). */
+START_TEST(test_object_without_members_is_empty)
+{
+	struct flat_plan fp;
+	struct graph *g = graph_new(flat_plan(&fp, NULL, 0));
+
+	graph_set_result(g, 0, mkres(1, 2, CELLS("1", "2")));
+	assert_json(g, "[{},{}]");
+	graph_free(g);
+}
+END_TEST
+
 START_TEST(test_keys_of_json_objects_are_escaped)
 {
 	struct plan_field f[] = {{"we\"ird\\\n", 0, RENDER_NUMBER},
@@ -648,13 +748,14 @@ START_TEST(test_write_string_every_byte_at_every_position)
 }
 END_TEST
 
-/* Every pair of byte values, side by side within a word and across the
- * boundary of two: a borrow out of one byte of the 8-byte test must not
- * hide the other. */
+/* Every pair of byte values, side by side within a word, across the
+ * boundary of two, and in the last word (which overlaps the one before: 18
+ * bytes are checked as 0-7, 8-15 and 10-17): a borrow out of one byte of the
+ * 8-byte test must neither hide the other nor flag it. */
 START_TEST(test_write_string_every_pair_of_bytes)
 {
 	struct evbuffer *b = evbuffer_new();
-	size_t at[] = {3, 7}, cap = 256 * 256 * 2 * 40;
+	size_t at[] = {3, 7, 12, 16}, cap = 256 * 256 * 4 * 40;
 	char s[] = "0123456789abcdefgh", *want = malloc(cap), *w = want;
 
 	for (size_t k = 0; k < N(at); k++)
@@ -744,6 +845,92 @@ START_TEST(test_many_values_across_reservations)
 	}
 	*w++ = ']';
 	graph_set_result(g, 0, mkres(1, ROWS, cells));
+	ck_assert_int_eq(graph_write(g, b), 0);
+	assert_buffer(b, want, (size_t)(w - want));
+
+	evbuffer_drain(b, evbuffer_get_length(b));
+	evbuffer_add(b, "[", 1);
+	for (size_t i = 0; i + 1 < N(cuts); i++)
+		ck_assert_int_eq(graph_write_range(g, b, cuts[i], cuts[i + 1]),
+				 0);
+	evbuffer_add(b, "]", 1);
+	assert_buffer(b, want, (size_t)(w - want));
+
+	evbuffer_free(b);
+	free(cells);
+	free(texts);
+	free(want);
+	graph_free(g);
+}
+END_TEST
+
+/* Keys around and far past the word the writer copies them by (30 to 34
+ * bytes written, 100, and one of escapes that grows sixfold) between int
+ * columns of 1 to 20 characters and NULLs, over many reservations: each
+ * key and value must land whole wherever a reservation ends. Then the same
+ * objects in ranges, after text already in the evbuffer. */
+START_TEST(test_long_keys_and_integers_across_reservations)
+{
+	enum { ROWS = 2000, COLS = 6 };
+	static char *const names[] = {
+		"a",
+		"abcdefghijklmnopqrstuvwxyz01",
+		"abcdefghijklmnopqrstuvwxyz012",
+		"abcdefghijklmnopqrstuvwxyz0123",
+		"\001\002\003\004\005\006\007\010\011\012\013\014",
+		"0123456789012345678901234567890123456789012345678901234567890"
+		"1234567890123456789012345678901234"};
+	static const char *const escaped[] = {
+		"a",
+		"abcdefghijklmnopqrstuvwxyz01",
+		"abcdefghijklmnopqrstuvwxyz012",
+		"abcdefghijklmnopqrstuvwxyz0123",
+		"\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t"
+		"\\n\\u000b\\f",
+		"0123456789012345678901234567890123456789012345678901234567890"
+		"1234567890123456789012345678901234"};
+	static const Oid types[COLS] = {INT4OID, INT8OID, INT2OID,
+					INT8OID, INT4OID, INT8OID};
+	struct plan_field f[COLS];
+	struct plan_query q[] = {main_query(COLS)};
+	struct plan_node n[] = {{.kind = NODE_QUERY,
+				 .src = 0,
+				 .parent = -1,
+				 .fields = f,
+				 .nfields = COLS}};
+	struct plan p = {q, 1, n, 1};
+	struct graph *g;
+	const char **cells = calloc(ROWS * COLS, sizeof(*cells));
+	char *texts = malloc(ROWS * COLS * 24), *want = malloc(ROWS * 500);
+	char *w = want;
+	struct evbuffer *b = evbuffer_new();
+	size_t cuts[] = {0, 1, 777, 1500, ROWS};
+
+	for (int c = 0; c < COLS; c++)
+		f[c] = (struct plan_field){names[c], c, RENDER_NUMBER};
+	g = graph_new(&p);
+	*w++ = '[';
+	for (int r = 0; r < ROWS; r++) {
+		*w++ = r > 0 ? ',' : '{';
+		if (r > 0)
+			*w++ = '{';
+		for (int c = 0; c < COLS; c++) {
+			char *t = texts + (r * COLS + c) * 24;
+			size_t digits = 1 + (size_t)(r * 3 + c * 5) % 19;
+
+			t[0] = (r + c) % 2 && digits > 1 ? '-' : '1';
+			for (size_t i = 1; i < digits; i++)
+				t[i] = (char)('0' + (r + i) % 10);
+			t[digits] = '\0';
+			cells[r * COLS + c] = (r + c) % 17 == 3 ? NULL : t;
+			w += sprintf(w, "%s\"%s\":%s", c > 0 ? "," : "",
+				     escaped[c],
+				     cells[r * COLS + c] ? t : "null");
+		}
+		*w++ = '}';
+	}
+	*w++ = ']';
+	graph_set_result(g, 0, mkres_typed(COLS, ROWS, types, cells));
 	ck_assert_int_eq(graph_write(g, b), 0);
 	assert_buffer(b, want, (size_t)(w - want));
 
@@ -871,6 +1058,9 @@ Suite *graph_suite(void)
 	tc = tcase_create("values");
 	tcase_add_loop_test(tc, test_values_render_as_to_json, 0,
 			    (int)N(render_cases));
+	tcase_add_loop_test(tc, test_typed_values_render_as_to_json, 0,
+			    (int)N(typed_cases));
+	tcase_add_test(tc, test_object_without_members_is_empty);
 	tcase_add_test(tc, test_keys_of_json_objects_are_escaped);
 	tcase_add_test(tc, test_write_string_escapes_like_postgres);
 	tcase_add_test(tc, test_long_values_are_written_whole);
@@ -883,6 +1073,7 @@ Suite *graph_suite(void)
 	tcase_add_loop_test(tc, test_write_string_around_word_boundaries, 0,
 			    (int)N(boundary_cases));
 	tcase_add_test(tc, test_many_values_across_reservations);
+	tcase_add_test(tc, test_long_keys_and_integers_across_reservations);
 	tcase_add_test(tc, test_values_longer_than_a_reservation);
 	tcase_add_test(tc, test_empty_string_is_not_null);
 	suite_add_tcase(s, tc);
