@@ -1,34 +1,35 @@
 /*
- * The rows budget (see budget.h). Users that have asked at least once are
- * "active" and kept in start order, so the oldest is the first; waiting
- * batches are a FIFO. Admissions from the queue happen in a callback of
- * their own (pump_ev), never inside budget_arrived or budget_user_free:
- * those run deep in an exec's or a request's teardown, and an admission
- * starts another request's batch.
+ * The rows budget (see budget.h). Users that have asked are "active" and
+ * kept in start order, so the oldest is the first; waiting users are a
+ * FIFO. A user's reservation is its estimate less what it holds already,
+ * so that nothing is counted twice. Admissions from the queue happen in a
+ * callback of their own (pump_ev), never inside budget_done or
+ * budget_user_free: those run deep in an exec's or a request's teardown,
+ * and an admission starts another request.
  */
 #include "budget.h"
 
 #include <stdlib.h>
 #include <sys/queue.h>
 
-/* Learned sizes: a small table indexed by the SQL hash, overwritten on
- * collision. Shapes are few in practice; forgetting one only makes its
- * next batch "unknown". */
+/* Learned sizes: a small table indexed by the shape's hash, overwritten
+ * on collision. Shapes are few in practice; forgetting one only makes its
+ * next request "unknown". */
 #define LEARNED_SLOTS 256
 
 struct learned {
-	uint64_t hash;	 /* 0: empty */
-	double per_unit; /* bytes per key (keyed) or per execution */
+	uint64_t shape; /* 0: empty */
+	size_t bytes;	/* held by its last complete request */
 };
 
 struct budget_user {
 	struct budget *b; /* NULL once the budget is freed */
 	unsigned long seq;
+	uint64_t shape;
 	size_t held, reserved;
-	bool active;  /* has asked: in b->active */
-	bool waiting; /* in b->waits */
-	size_t want_est;
-	bool want_unknown;
+	bool active;   /* has asked: in b->active */
+	bool waiting;  /* in b->waits_q */
+	bool admitted; /* never waits again */
 	budget_admit_cb cb;
 	void *arg;
 	struct event *timer; /* the wait's timeout, made on first wait */
@@ -54,38 +55,41 @@ struct budget {
 
 /* ---- the learned sizes ---- */
 
-uint64_t budget_sql_hash(const char *sql)
+uint64_t budget_hash(uint64_t h, const char *text)
 {
-	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+	const unsigned char *p = (const unsigned char *)text;
 
-	for (const unsigned char *p = (const unsigned char *)sql; *p; p++)
+	if (h == 0)
+		h = 14695981039346656037ULL; /* FNV-1a */
+	/* The NUL too: "ab" + "c" is not "a" + "bc". */
+	do
 		h = (h ^ *p) * 1099511628211ULL;
+	while (*p++);
 	return h ? h : 1;
 }
 
-static size_t slot_of(uint64_t hash)
+static size_t slot_of(uint64_t shape)
 {
-	return (size_t)(hash % LEARNED_SLOTS);
+	return (size_t)(shape % LEARNED_SLOTS);
 }
 
-bool budget_estimate(const struct budget *b, uint64_t hash, size_t nkeys,
-		     size_t *bytes)
+bool budget_estimate(const struct budget *b, uint64_t shape, size_t *bytes)
 {
-	const struct learned *l = &b->table[slot_of(hash)];
+	const struct learned *l = &b->table[slot_of(shape)];
 
 	*bytes = 0;
-	if (l->hash != hash)
+	if (l->shape != shape || shape == 0)
 		return false;
-	*bytes = (size_t)(l->per_unit * (double)(nkeys ? nkeys : 1));
+	*bytes = l->bytes;
 	return true;
 }
 
-void budget_learn(struct budget *b, uint64_t hash, size_t nkeys, size_t bytes)
+static void learn(struct budget *b, uint64_t shape, size_t bytes)
 {
-	struct learned *l = &b->table[slot_of(hash)];
+	struct learned *l = &b->table[slot_of(shape)];
 
-	l->hash = hash;
-	l->per_unit = (double)bytes / (double)(nkeys ? nkeys : 1);
+	l->shape = shape;
+	l->bytes = bytes;
 }
 
 /* ---- admission ---- */
@@ -97,7 +101,7 @@ static size_t free_bytes(const struct budget *b)
 	return used < b->limit ? b->limit - used : 0;
 }
 
-/* An unknown batch also needs some room to take: one that reserved all
+/* An unknown request also needs some room to take: one that reserved all
  * that was free must keep the next unknown one (est 0) out. */
 static bool fits(const struct budget *b, size_t est, bool unknown)
 {
@@ -108,17 +112,31 @@ static bool fits(const struct budget *b, size_t est, bool unknown)
 	return unknown ? used + est < b->limit : used + est <= b->limit;
 }
 
+/* Looked up again each time: a request of the same shape that ended while
+ * u waited may have taught its size. */
+static bool user_fits(const struct budget_user *u)
+{
+	size_t est;
+	bool unknown = !budget_estimate(u->b, u->shape, &est);
+
+	return fits(u->b, est, unknown);
+}
+
 static bool is_oldest(const struct budget_user *u)
 {
 	return TAILQ_FIRST(&u->b->active) == u;
 }
 
-static void reserve(struct budget_user *u, size_t est, bool unknown)
+/* Admits u: from now on it never waits. It holds nothing yet (it asks
+ * before its first statement), so all of its estimate is reserved. */
+static void reserve(struct budget_user *u)
 {
-	size_t want = est;
+	size_t want;
+	bool unknown = !budget_estimate(u->b, u->shape, &want);
 
 	if (unknown && u->b->limit && free_bytes(u->b) > want)
 		want = free_bytes(u->b);
+	u->admitted = true;
 	u->reserved = want;
 	u->b->reserved += want;
 }
@@ -157,7 +175,7 @@ static void schedule_pump(struct budget *b)
 		event_active(b->pump_ev, 0, 0);
 }
 
-/* The next batch to admit from the queue: the head while it fits (one that
+/* The next request to admit from the queue: the head while it fits (one that
  * does not blocks those behind it), or the oldest user's wherever it is. */
 static struct budget_user *next_admissible(struct budget *b)
 {
@@ -165,7 +183,7 @@ static struct budget_user *next_admissible(struct budget *b)
 	bool blocked = false;
 
 	TAILQ_FOREACH (u, &b->waits_q, wait_link) {
-		if (!blocked && fits(b, u->want_est, u->want_unknown))
+		if (!blocked && user_fits(u))
 			return u;
 		if (is_oldest(u))
 			return u;
@@ -179,10 +197,10 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
 	struct budget *b = arg;
 	struct budget_user *u;
 
-	/* At most the batches queued now: a callback cannot keep us here. */
+	/* At most the requests queued now: a callback cannot keep us here. */
 	for (int n = b->nwaiting; n > 0 && (u = next_admissible(b)); n--) {
 		leave_queue(u);
-		reserve(u, u->want_est, u->want_unknown);
+		reserve(u);
 		u->cb(NULL, u->arg); /* may free u, ask or free others */
 	}
 }
@@ -207,8 +225,7 @@ static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)
 	u->cb(&err, u->arg);
 }
 
-static int enqueue(struct budget_user *u, size_t est, bool unknown,
-		   budget_admit_cb cb, void *arg)
+static int enqueue(struct budget_user *u, budget_admit_cb cb, void *arg)
 {
 	struct budget *b = u->b;
 
@@ -224,8 +241,6 @@ static int enqueue(struct budget_user *u, size_t est, bool unknown,
 		if (evtimer_add(u->timer, &tv) < 0)
 			return -1;
 	}
-	u->want_est = est;
-	u->want_unknown = unknown;
 	u->cb = cb;
 	u->arg = arg;
 	u->waiting = true;
@@ -235,20 +250,23 @@ static int enqueue(struct budget_user *u, size_t est, bool unknown,
 	return 0;
 }
 
-int budget_ask(struct budget_user *u, size_t est, bool unknown,
-	       budget_admit_cb cb, void *arg)
+int budget_ask(struct budget_user *u, budget_admit_cb cb, void *arg)
 {
 	struct budget *b = u->b;
 
+	if (!b || u->admitted)
+		return 1;
+	if (u->waiting)
+		return 0;
 	if (!u->active)
 		activate(u);
 	/* Nothing jumps the queue but the oldest: otherwise a stream of
-	 * small batches could keep a large one waiting for ever. */
-	if ((b->nwaiting == 0 && fits(b, est, unknown)) || is_oldest(u)) {
-		reserve(u, est, unknown);
+	 * small requests could keep a large one waiting for ever. */
+	if ((b->nwaiting == 0 && user_fits(u)) || is_oldest(u)) {
+		reserve(u);
 		return 1;
 	}
-	return enqueue(u, est, unknown, cb, arg);
+	return enqueue(u, cb, arg);
 }
 
 void budget_cancel(struct budget_user *u)
@@ -259,26 +277,41 @@ void budget_cancel(struct budget_user *u)
 	schedule_pump(u->b);
 }
 
-void budget_arrived(struct budget_user *u, size_t bytes)
+/* held + reserved stays the same until held passes the estimate: no
+ * room is freed, so nothing to pump. */
+void budget_hold(struct budget_user *u, size_t bytes)
 {
 	struct budget *b = u->b;
+	size_t used = bytes < u->reserved ? bytes : u->reserved;
 
 	if (!b)
 		return;
-	b->reserved -= u->reserved;
-	u->reserved = 0;
+	u->reserved -= used;
+	b->reserved -= used;
 	u->held += bytes;
 	b->held += bytes;
+}
+
+void budget_done(struct budget_user *u)
+{
+	struct budget *b = u->b;
+
+	if (!b || !u->admitted)
+		return;
+	learn(b, u->shape, u->held);
+	b->reserved -= u->reserved;
+	u->reserved = 0;
 	schedule_pump(b);
 }
 
-struct budget_user *budget_user_new(struct budget *b)
+struct budget_user *budget_user_new(struct budget *b, uint64_t shape)
 {
 	struct budget_user *u = calloc(1, sizeof(*u));
 
 	if (!u)
 		return NULL;
 	u->b = b;
+	u->shape = shape;
 	u->seq = b->next_seq++;
 	return u;
 }

@@ -1,11 +1,12 @@
 /*
- * The rows budget: admits the batches of requests by the memory their
- * results will take (--max-held-mb). One per process, owned by the event
- * loop (no locks). It counts the bytes of results that live requests hold
- * (held) and the estimates of batches in flight (reserved), queues the
- * batches that do not fit (FIFO), and learns from each statement's result
- * how large the next one of the same SQL text will be. It knows nothing of
- * plans, libpq or HTTP: its users are execs.
+ * The rows budget: admits requests by the memory their results will take
+ * (--max-held-mb). One per process, owned by the event loop (no locks). A
+ * request asks once, before it takes a pool connection, with the bytes its
+ * shape held last time on this process; it counts the bytes of results
+ * that live requests hold (held) and what admitted requests are expected
+ * to hold still (reserved), queues the requests that do not fit (FIFO),
+ * and learns each shape's size from its last complete request. It knows
+ * nothing of plans, libpq or HTTP: its users are execs.
  */
 #pragma once
 
@@ -21,7 +22,7 @@ struct budget;
 struct budget_user;
 
 /* limit in bytes, 0 = no limit (then everything is admitted, held is still
- * counted); a batch waits at most wait_timeout_ms (<= 0: no limit). NULL
+ * counted); a request waits at most wait_timeout_ms (<= 0: no limit). NULL
  * when out of memory. */
 struct budget *budget_new(struct event_base *base, size_t limit,
 			  int wait_timeout_ms);
@@ -31,24 +32,22 @@ void budget_free(struct budget *b);
 
 /* ---- the learned sizes ---- */
 
-/* A statement's identity in the table: a hash of its SQL text, which
- * depends on the request's shape only (never 0). */
-uint64_t budget_sql_hash(const char *sql);
+/* Folds text into the hash h (0 to start); never returns 0. A request's
+ * shape is the hash of its plan's SQL texts, which depend on the shape
+ * only. */
+uint64_t budget_hash(uint64_t h, const char *text);
 
-/* The bytes a statement is expected to take: nkeys times its bytes per key
- * last time (keyed, nkeys > 0), or its bytes last time (unkeyed, nkeys ==
- * 0). false when this process has not seen it (or forgot it: the table is
- * small and a collision overwrites). */
-bool budget_estimate(const struct budget *b, uint64_t hash, size_t nkeys,
-		     size_t *bytes);
-/* Remembers what a statement took (nkeys as above). */
-void budget_learn(struct budget *b, uint64_t hash, size_t nkeys, size_t bytes);
+/* The bytes the last complete request of this shape held. false when this
+ * process has not seen one (or forgot it: the table is small and a
+ * collision overwrites). */
+bool budget_estimate(const struct budget *b, uint64_t shape, size_t *bytes);
 
 /* ---- admission ---- */
 
 /* One per request, from its start: the order of starts decides which
- * request is the oldest. NULL when out of memory. */
-struct budget_user *budget_user_new(struct budget *b);
+ * request is the oldest. shape: see budget_hash. NULL when out of
+ * memory. */
+struct budget_user *budget_user_new(struct budget *b, uint64_t shape);
 /* Gives back everything the user holds or reserves and leaves the queue
  * (its callback never fires then). NULL ok. */
 void budget_user_free(struct budget_user *u);
@@ -58,31 +57,37 @@ void budget_user_free(struct budget_user *u);
 typedef void (*budget_admit_cb)(const struct pf_err *err, void *arg);
 
 /*
- * Asks to send one batch expected to take est bytes; unknown: some of its
- * statements have no learned size yet, and then the batch reserves at
- * least all that is free, so that batches nobody can size go one at a time
- * until their sizes are learned. Admitted at once when nothing waits and
- * it fits (held + reserved + est <= limit), or when its user is the oldest
- * that holds, reserves or waits (which guarantees progress: the oldest
- * always goes). Returns 1 when admitted at once (cb will not fire), 0 when
- * queued (cb fires later, from the loop), -1 when out of memory. One batch
- * per user at a time.
+ * Asks, once per request, to go with the estimate of its shape. A shape
+ * never seen reserves all that is free (and needs some free), so that
+ * requests nobody can size go one at a time until their size is learned.
+ * Admitted at once when nothing waits and it fits (held + reserved + est
+ * <= limit), or when its user is the oldest that holds, reserves or waits
+ * (which guarantees progress: the oldest always goes). Returns 1 when
+ * admitted at once (cb will not fire; so does a second ask), 0 when
+ * queued (cb fires later, from the loop), -1 when out of memory.
  */
-int budget_ask(struct budget_user *u, size_t est, bool unknown,
-	       budget_admit_cb cb, void *arg);
+int budget_ask(struct budget_user *u, budget_admit_cb cb, void *arg);
 
-/* The user's batch leaves the queue (the client left): its callback will
- * not fire. Nothing happens when it does not wait. */
+/* The user leaves the queue (the client left): its callback will not
+ * fire. Nothing happens when it does not wait. */
 void budget_cancel(struct budget_user *u);
 
-/* The admitted batch is in: its reservation goes, and the bytes of the
- * results its user keeps (0 for a failed batch) count as held until the
- * user is freed. */
-void budget_arrived(struct budget_user *u, size_t bytes);
+/* Results the user keeps until it is freed came in: they count as held,
+ * and its reservation shrinks by as much (never below 0), so that held +
+ * reserved of the user is max(estimate, held). An admitted user never
+ * waits again: past its estimate it holds more, up to what --max-rows
+ * lets a request hold. */
+void budget_hold(struct budget_user *u, size_t bytes);
+
+/* The user's results are all in: what it holds now is its shape's size
+ * from now on (for the next request of the shape), and the part of its
+ * reservation it did not use goes back. Call it only for a request that
+ * succeeded: a failed one would teach a size too small. */
+void budget_done(struct budget_user *u);
 
 struct budget_stats {
 	size_t limit, held, reserved;
-	int waiting;	     /* batches in the queue now */
-	unsigned long waits; /* batches that were queued, ever */
+	int waiting;	     /* requests in the queue now */
+	unsigned long waits; /* requests that were queued, ever */
 };
 void budget_get_stats(const struct budget *b, struct budget_stats *out);

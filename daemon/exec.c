@@ -1,9 +1,10 @@
 /*
- * Runs a plan (see exec.h): one state machine per request, WAIT_CONN ->
- * RUNNING (one pipelined batch per round, each preceded by WAIT_BUDGET when
- * the rows budget queues it) -> [ROLLBACK] -> DONE, or CANCELLED when the
- * client leaves. Each round sends every query whose parents are known;
- * results go to the graph, which gives the next keys.
+ * Runs a plan (see exec.h): one state machine per request, [WAIT_BUDGET,
+ * when the rows budget queues it] -> WAIT_CONN -> RUNNING (one pipelined
+ * batch per round) -> [ROLLBACK] -> DONE, or CANCELLED when the client
+ * leaves. Admitted once, before it takes a connection, a request never
+ * waits for the budget again. Each round sends every query whose parents
+ * are known; results go to the graph, which gives the next keys.
  * Owns the batch's statements and the keys literals; never holds a PGresult
  * past the batch callback (the graph owns the data results).
  */
@@ -23,9 +24,9 @@ static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
 
 enum exec_state {
+	EX_WAIT_BUDGET, /* queued by the rows budget: no connection yet */
 	EX_WAIT_CONN,	/* pool_acquire under way */
 	EX_RUNNING,	/* a batch of the transaction in flight */
-	EX_WAIT_BUDGET, /* a batch built, queued by the rows budget */
 	EX_ROLLBACK,	/* the ROLLBACK after an error in flight */
 	EX_DONE,	/* done fired */
 	EX_CANCELLED,	/* exec_cancel: done never fires */
@@ -39,8 +40,6 @@ struct exec_query {
 	const char **params; /* as sent */
 	long rows;
 	double ms;
-	uint64_t sql_hash; /* the rows budget's name for its SQL text */
-	size_t nkeys;	   /* as sent; 0 for an unkeyed query */
 };
 
 /* A statement of the batch in flight: q is its plan query, or -1 for
@@ -73,6 +72,9 @@ struct exec {
 	size_t batch_bytes;	/* of its results that the graph keeps */
 };
 
+static void on_conn(struct pool_conn *conn, const struct pf_err *err,
+		    void *arg);
+
 /* ---- the end ---- */
 
 /* Fires done (err NULL on success) after giving the connection back. Last
@@ -84,6 +86,10 @@ static void finish(struct exec *ex, struct pool_conn *conn, bool reusable,
 		pool_release(conn, reusable);
 	ex->conn = NULL;
 	ex->state = EX_DONE;
+	/* Its results are all in: the next request of its shape will know
+	 * what it takes. A failure would teach too small a size. */
+	if (!err && ex->bu && ex->began)
+		budget_done(ex->bu);
 	if (ex->t_first > 0)
 		ex->stats.db_ms = ex->t_last - ex->t_first;
 	if (err && err != &ex->err)
@@ -196,18 +202,11 @@ static void forget_params(struct exec *ex, int q)
 }
 
 /* The bytes libpq keeps for a result, which the graph holds until the
- * request ends: counted in the rows budget, and learned for the next
- * statement of the same SQL text. */
-static void count_bytes(struct exec *ex, int q, const PGresult *res)
+ * request ends: counted in the rows budget (budget_hold, per batch). */
+static void count_bytes(struct exec *ex, const PGresult *res)
 {
-	size_t bytes;
-
-	if (!ex->bu)
-		return;
-	bytes = PQresultMemorySize(res);
-	budget_learn(ex->opt.budget, ex->qs[q].sql_hash, ex->qs[q].nkeys,
-		     bytes);
-	ex->batch_bytes += bytes;
+	if (ex->bu)
+		ex->batch_bytes += PQresultMemorySize(res);
 }
 
 static void take_result(struct exec *ex, size_t i, double ms)
@@ -232,13 +231,12 @@ static void take_result(struct exec *ex, size_t i, double ms)
 	}
 	ex->qs[q].rows = PQntuples(res);
 	ex->stats.rows += ex->qs[q].rows;
-	count_bytes(ex, q, res);
+	count_bytes(ex, res);
 	graph_set_result(ex->g, q, res);
 	ex->qs[q].known = true;
 }
 
 static void run_round(struct exec *ex);
-static void admit_batch(struct exec *ex);
 
 static void on_batch(struct pool_conn *conn, struct pool_stmt *stmts, size_t n,
 		     const struct pf_err *err, void *arg)
@@ -252,15 +250,13 @@ static void on_batch(struct pool_conn *conn, struct pool_stmt *stmts, size_t n,
 			PQclear(stmts[i].result);
 			stmts[i].result = NULL;
 		}
-		if (ex->bu)
-			budget_arrived(ex->bu, 0);
 		finish(ex, conn, false, err);
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
 		take_result(ex, i, ex->t_last - ex->t_batch);
 	if (ex->bu)
-		budget_arrived(ex->bu, ex->batch_bytes);
+		budget_hold(ex->bu, ex->batch_bytes);
 	if (!ex->err.status && ex->opt.max_rows > 0 &&
 	    graph_rows(ex->g) > ex->opt.max_rows)
 		pf_err_set(&ex->err, 413, "too_many_rows", "",
@@ -336,9 +332,6 @@ static int add_query(struct exec *ex, int q, char *keys, size_t nkeys)
 	if (pq->keyed && pq->nparams > 0)
 		eq->params[0] = keys;
 	eq->sent = true;
-	eq->nkeys = pq->keyed ? nkeys : 0;
-	if (ex->bu)
-		eq->sql_hash = budget_sql_hash(pq->sql);
 	add_stmt(ex, pq->sql, q);
 	st = &ex->stmts[ex->nstmts - 1];
 	st->nparams = pq->nparams;
@@ -434,14 +427,6 @@ static void run_round(struct exec *ex)
 	if (last)
 		add_stmt(ex, SQL_COMMIT, -1);
 	ex->batch_ndata = ndata;
-	admit_batch(ex);
-}
-
-/* Sends the batch built by run_round. */
-static void send_batch(struct exec *ex)
-{
-	struct pool_conn *conn = ex->conn;
-
 	ex->state = EX_RUNNING;
 	ex->began = true;
 	ex->in_tx = true;
@@ -452,8 +437,6 @@ static void send_batch(struct exec *ex)
 	 * is capped one row past it (plan_build), which bounds what a batch
 	 * can hold. */
 	if (pool_run(conn, ex->stmts, ex->nstmts, on_batch, ex, &ex->err)) {
-		if (ex->bu)
-			budget_arrived(ex->bu, 0);
 		finish(ex, conn, false, &ex->err);
 		return;
 	}
@@ -463,70 +446,29 @@ static void send_batch(struct exec *ex)
 	ex->stats.queries += (int)ex->batch_ndata;
 }
 
-/* What the batch's results will take, from what the same statements took
- * last time on this process. true when some statement has never been
- * seen (its share counts as 0). */
-static bool estimate_batch(const struct exec *ex, size_t *est)
+/* Asks the pool for a connection: on_conn fires from the loop, never
+ * from here (so never before exec_start returns). -1: out of memory. */
+static int acquire(struct exec *ex)
 {
-	bool unknown = false;
-
-	*est = 0;
-	for (size_t i = 0; i < ex->nstmts; i++) {
-		const struct exec_query *eq;
-		size_t bytes;
-		int q = ex->stmt_query[i];
-
-		if (q < 0)
-			continue;
-		eq = &ex->qs[q];
-		if (!budget_estimate(ex->opt.budget, eq->sql_hash, eq->nkeys,
-				     &bytes))
-			unknown = true;
-		*est += bytes;
-	}
-	return unknown;
+	ex->state = EX_WAIT_CONN;
+	ex->wait = pool_acquire(ex->pool, ex->opt.pool_timeout_ms, on_conn, ex);
+	return ex->wait ? 0 : -1;
 }
 
+/* The rows budget admitted the request (from the loop), or it waited past
+ * --pool-timeout: then it has no connection and no transaction yet. */
 static void on_admitted(const struct pf_err *err, void *arg)
 {
 	struct exec *ex = arg;
 
 	if (err) {
-		ex->state = EX_RUNNING;
-		ex->err = *err;
-		fail(ex);
+		finish(ex, NULL, false, err);
 		return;
 	}
-	send_batch(ex);
-}
-
-/* The batch goes when the rows budget admits it. While it waits in the
- * budget's queue the request keeps its pool connection (inside its
- * transaction after the first round): the snapshot must stay the same
- * for every level, and the wait is bounded (--pool-timeout). The oldest
- * request is never queued, so a connection held here always comes back. */
-static void admit_batch(struct exec *ex)
-{
-	size_t est;
-	bool unknown;
-
-	/* A batch of COMMIT alone brings no rows: it never waits. */
-	if (!ex->bu || ex->batch_ndata == 0) {
-		send_batch(ex);
-		return;
-	}
-	unknown = estimate_batch(ex, &est);
-	switch (budget_ask(ex->bu, est, unknown, on_admitted, ex)) {
-	case 1:
-		send_batch(ex);
-		return;
-	case 0:
-		ex->state = EX_WAIT_BUDGET;
-		return;
-	default:
+	if (acquire(ex)) {
 		log_error("exec: out of memory");
 		pf_err_set(&ex->err, 500, "internal", "", "internal error");
-		fail(ex);
+		finish(ex, NULL, false, &ex->err);
 	}
 }
 
@@ -546,6 +488,17 @@ static void on_conn(struct pool_conn *conn, const struct pf_err *err, void *arg)
 
 /* ---- the API ---- */
 
+/* The rows budget's name for the request's shape: its SQL texts, which
+ * depend on the shape only (values go as parameters). */
+static uint64_t shape_of(const struct plan *plan)
+{
+	uint64_t h = 0;
+
+	for (size_t q = 0; q < plan->nqueries; q++)
+		h = budget_hash(h, plan->queries[q].sql);
+	return h;
+}
+
 struct exec *exec_start(struct pool *pool, const struct plan *plan,
 			const struct exec_options *opt, exec_done_cb done,
 			void *arg)
@@ -560,23 +513,30 @@ struct exec *exec_start(struct pool *pool, const struct plan *plan,
 	ex->opt = *opt;
 	ex->done = done;
 	ex->arg = arg;
-	ex->state = EX_WAIT_CONN;
+	ex->state = EX_WAIT_BUDGET;
 	ex->g = graph_new(plan);
-	if (opt->budget) {
-		ex->bu = budget_user_new(opt->budget);
-		if (!ex->bu)
-			goto fail;
-	}
 	ex->qs = calloc(nq + 1, sizeof(*ex->qs));
 	ex->order = calloc(nq + 1, sizeof(*ex->order));
 	ex->stmts = calloc(nq + 2, sizeof(*ex->stmts));
 	ex->stmt_query = calloc(nq + 2, sizeof(*ex->stmt_query));
 	if (!ex->g || !ex->qs || !ex->order || !ex->stmts || !ex->stmt_query)
 		goto fail;
-	/* Last: from here on_conn may fire (from the loop, never before we
-	 * return). */
-	ex->wait = pool_acquire(pool, opt->pool_timeout_ms, on_conn, ex);
-	if (!ex->wait)
+	if (opt->budget) {
+		ex->bu = budget_user_new(opt->budget, shape_of(plan));
+		if (!ex->bu)
+			goto fail;
+		/* Last: from here on_admitted and on_conn may fire (from the
+		 * loop, never before we return). */
+		switch (budget_ask(ex->bu, on_admitted, ex)) {
+		case 0:
+			return ex;
+		case 1:
+			break;
+		default:
+			goto fail;
+		}
+	}
+	if (acquire(ex))
 		goto fail;
 	return ex;
 fail:
@@ -641,11 +601,9 @@ void exec_cancel(struct exec *ex)
 		ex->wait = NULL;
 		break;
 	case EX_WAIT_BUDGET:
-		/* No batch in flight: the connection is idle, but inside the
-		 * transaction after the first round, so it is closed then. */
+		/* No connection, no transaction yet: it only leaves the
+		 * queue. */
 		budget_cancel(ex->bu);
-		pool_release(ex->conn, !ex->in_tx);
-		ex->conn = NULL;
 		break;
 	case EX_RUNNING:
 	case EX_ROLLBACK:

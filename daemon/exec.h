@@ -3,9 +3,10 @@
  * ONLY transaction, sends the queries level by level (every query whose
  * parents are known goes in the same pipeline), hands each result to the
  * graph and asks it for the keys of the next level, commits and gives the
- * connection back. With a rows budget, each batch waits until the budget
- * admits it. PostgreSQL errors are mapped once here (57014 -> 504,
- * class 22 -> 422 bad_value, lost connection -> 503, else 500 + log).
+ * connection back. With a rows budget, the request first waits until the
+ * budget admits it, once, before it takes a connection. PostgreSQL errors
+ * are mapped once here (57014 -> 504, class 22 -> 422 bad_value, lost
+ * connection -> 503, else 500 + log).
  */
 #pragma once
 
@@ -25,8 +26,9 @@ struct exec_options {
 	int pool_timeout_ms;
 	long max_rows; /* 413 too_many_rows past it; <= 0: no limit */
 	bool debug;    /* keep every statement's SQL, params, rows, ms */
-	/* Admission by memory: every batch asks it first, and the bytes of
-	 * the results count in it until exec_free. NULL: no admission. */
+	/* Admission by memory: the request asks it once, before the pool,
+	 * and the bytes of its results count in it until exec_free. NULL: no
+	 * admission. */
 	struct budget *budget;
 };
 

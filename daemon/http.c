@@ -963,7 +963,7 @@ struct http *http_new(struct event_base *base, const struct config *cfg,
 	h->evh = evhttp_new(base);
 	h->metrics = metrics_new();
 	h->trim_ev = evtimer_new(base, on_idle_trim, h);
-	/* A batch waits for the budget as long as for a connection. */
+	/* A request waits for the budget as long as for a connection. */
 	h->budget = budget_new(base, (size_t)cfg->max_held_mb << 20,
 			       cfg->pool_timeout_ms);
 	if (!h->evh || !h->metrics || !h->trim_ev || !h->budget)

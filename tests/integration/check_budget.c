@@ -1,12 +1,12 @@
 /*
  * The rows budget (--max-held-mb, budget.c) against a real daemon: eight
  * concurrent requests whose rows are large all get complete, correct
- * answers with a small budget, their batches wait (/metrics), the bytes
- * held go back to 0, and the daemon's peak RSS is plainly below the same
- * run without a limit. A request whose batch waits in the budget's queue
- * gives a 503 after --pool-timeout, and one whose client leaves there is
- * freed at once (499, the queue empties, no fd stays), the daemon serving
- * on.
+ * answers with a small budget, they wait (/metrics), the bytes held go
+ * back to 0, and the daemon's peak RSS is plainly below the same run
+ * without a limit. A request that waits in the budget's queue (before it
+ * takes a connection) gives a 503 after --pool-timeout, and one whose
+ * client leaves there is freed at once (499, the queue empties, no fd
+ * stays), the daemon serving on.
  *
  * The data is a schema of its own, pfbudget, created once: 200 shelves
  * with 10 boxes each, every box a 4,000-byte label, so that one request
@@ -145,7 +145,7 @@ static void assert_all_results(const struct http_res *res, json_t *want)
 	ck_assert_json_eq(json_object_get(res->json, "results"), want);
 }
 
-/* One ALL_SPEC, which also teaches the daemon its statements' sizes. */
+/* One ALL_SPEC, which also teaches the daemon its shape's size. */
 static void warm_up(int port, json_t *want)
 {
 	struct http_res res;
@@ -199,8 +199,8 @@ START_TEST(test_small_budget_bounds_rss_of_concurrent_requests)
 	concurrent_run("4", want, &bounded);
 	concurrent_run("0", want, &unbounded);
 	json_decref(want);
-	ck_assert_msg(bounded.waits > 0, "no batch waited with 4 MB");
-	ck_assert_msg(unbounded.waits == 0, "%g batches waited with no limit",
+	ck_assert_msg(bounded.waits > 0, "no request waited with 4 MB");
+	ck_assert_msg(unbounded.waits == 0, "%g requests waited with no limit",
 		      unbounded.waits);
 	grew_b = bounded.peak_kb - bounded.base_kb;
 	grew_u = unbounded.peak_kb - unbounded.base_kb;
@@ -262,13 +262,13 @@ static int settle_fds(struct pfd *p, int fds, int timeout_ms)
 }
 
 /* A stalled reader of ALL_SPEC holds its 8 MB of rows (streamed answers
- * keep them to the last chunk), and with a 12 MB budget another request's
- * main query fits but its boxes do not: that batch waits, inside the
- * transaction. One waits past --pool-timeout (503; rolled back), one's
- * client leaves while it waits (freed at once, 499), and once the stalled
- * reader leaves too, nothing is held, no fd stays, and the daemon answers
- * in full. */
-START_TEST(test_waiting_batches_time_out_or_leave_cleanly)
+ * keep them to the last chunk), and with a 12 MB budget another request of
+ * the same shape (8 MB learned) does not fit: it waits, with no connection
+ * and no transaction. One waits past --pool-timeout (503), one's client
+ * leaves while it waits (freed at once, 499), and once the stalled reader
+ * leaves too, nothing is held, no fd stays, and the daemon answers in
+ * full. */
+START_TEST(test_waiting_requests_time_out_or_leave_cleanly)
 {
 	struct pfd *p = start_ready("12", "500");
 	int port = pfd_port(p);
@@ -285,7 +285,7 @@ START_TEST(test_waiting_batches_time_out_or_leave_cleanly)
 		ck_assert_msg(now_ms() < end, "the stalled request holds %g",
 			      metric(port, "prefetchd_rows_held_bytes"));
 
-	/* a batch that waits longer than --pool-timeout: 503 */
+	/* a request that waits longer than --pool-timeout: 503 */
 	t0 = now_ms();
 	ck_assert_int_eq(http_do(port, "POST", "/query", ALL_SPEC, NULL, &res),
 			 0);
@@ -295,7 +295,7 @@ START_TEST(test_waiting_batches_time_out_or_leave_cleanly)
 	ck_assert_double_eq(metric(port, "prefetchd_budget_waiting"), 0);
 	ck_assert_double_eq(metric(port, "prefetchd_budget_waits_total"), 1);
 
-	/* a client that leaves while its batch waits */
+	/* a client that leaves while it waits */
 	leaver = send_query(port, ALL_SPEC, "pfbudget-leaver", 0);
 	ck_assert_int_eq(wait_metric(port, "prefetchd_budget_waiting", 1, 5000),
 			 0);
@@ -327,7 +327,7 @@ Suite *budget_suite(void)
 	TCase *tc = pftest_tcase("rows budget");
 
 	tcase_add_test(tc, test_small_budget_bounds_rss_of_concurrent_requests);
-	tcase_add_test(tc, test_waiting_batches_time_out_or_leave_cleanly);
+	tcase_add_test(tc, test_waiting_requests_time_out_or_leave_cleanly);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,9 +1,10 @@
 /*
  * Unit tests of the rows budget (budget.c) on an event_base of their own,
- * no database: the admission rule, the oldest request going past the limit,
+ * no database: the admission rule, a request asked once whose reservation
+ * shrinks as its held bytes grow, the oldest request going past the limit,
  * the FIFO and its blocked head, every way a reservation or a hold is given
- * back (arrival, freeing, cancelling, the wait's timeout), and the table of
- * learned sizes.
+ * back (done, freeing, cancelling, the wait's timeout), and the sizes
+ * learned per shape.
  */
 #include <check.h>
 #include <stdio.h>
@@ -72,19 +73,47 @@ static struct budget_stats stats(const struct budget *b)
 	return st;
 }
 
-START_TEST(test_batches_that_fit_are_admitted_at_once)
+/* A shape whose last complete request held bytes (taught by one that ran
+ * alone, before the test's users start). */
+static uint64_t shape(struct budget *b, const char *sql, size_t bytes)
+{
+	uint64_t h = budget_hash(0, sql);
+	struct budget_user *u = budget_user_new(b, h);
+
+	ck_assert_int_eq(budget_ask(u, on_admit, NULL), 1);
+	budget_hold(u, bytes);
+	budget_done(u);
+	budget_user_free(u);
+	return h;
+}
+
+/* A user of a shape with a learned size, which asks. */
+static struct budget_user *ask(struct budget *b, uint64_t h, int want,
+			       struct ticket *t)
+{
+	struct budget_user *u = budget_user_new(b, h);
+
+	ck_assert_ptr_nonnull(u);
+	ck_assert_int_eq(budget_ask(u, on_admit, t), want);
+	return u;
+}
+
+START_TEST(test_requests_that_fit_are_admitted_at_once)
 {
 	struct budget *b = budget_new(base, 100, 0);
-	struct budget_user *u0 = budget_user_new(b), *u1 = budget_user_new(b);
+	uint64_t s40 = shape(b, "s40", 40), s55 = shape(b, "s55", 55);
+	struct budget_user *u0, *u1;
 	struct ticket t0 = {0}, t1 = {1};
 
-	ck_assert_int_eq(budget_ask(u0, 40, false, on_admit, &t0), 1);
+	ck_assert_int_eq(stats(b).held, 0);
+	ck_assert_int_eq(stats(b).reserved, 0);
+	u0 = ask(b, s40, 1, &t0);
 	ck_assert_int_eq(stats(b).reserved, 40);
-	budget_arrived(u0, 45);
+	budget_hold(u0, 45); /* past its estimate: held 45, reserved 0 */
 	ck_assert_int_eq(stats(b).reserved, 0);
 	ck_assert_int_eq(stats(b).held, 45);
 	/* 45 + 55 == 100: exactly the limit fits */
-	ck_assert_int_eq(budget_ask(u1, 55, false, on_admit, &t1), 1);
+	u1 = ask(b, s55, 1, &t1);
 	ck_assert_int_eq(stats(b).reserved, 55);
 	ck_assert_int_eq(stats(b).waits, 0);
 	budget_user_free(u0);
@@ -97,15 +126,16 @@ START_TEST(test_batches_that_fit_are_admitted_at_once)
 }
 END_TEST
 
-START_TEST(test_a_batch_past_the_limit_waits_for_a_release)
+START_TEST(test_a_request_past_the_limit_waits_for_a_release)
 {
 	struct budget *b = budget_new(base, 100, 0);
-	struct budget_user *u0 = budget_user_new(b), *u1 = budget_user_new(b);
+	uint64_t s60 = shape(b, "s60", 60), s50 = shape(b, "s50", 50);
+	struct budget_user *u0, *u1;
 	struct ticket t1 = {1};
 
-	ck_assert_int_eq(budget_ask(u0, 60, false, on_admit, NULL), 1);
-	budget_arrived(u0, 60);
-	ck_assert_int_eq(budget_ask(u1, 50, false, on_admit, &t1), 0);
+	u0 = ask(b, s60, 1, NULL);
+	budget_hold(u0, 60);
+	u1 = ask(b, s50, 0, &t1);
 	ck_assert_int_eq(stats(b).waiting, 1);
 	ck_assert_int_eq(stats(b).waits, 1);
 	run_loop();
@@ -118,84 +148,148 @@ START_TEST(test_a_batch_past_the_limit_waits_for_a_release)
 	ck_assert_int_eq(seen.admitted[0], 1);
 	ck_assert_int_eq(stats(b).waiting, 0);
 	ck_assert_int_eq(stats(b).reserved, 50);
-	budget_arrived(u1, 70);
+	budget_hold(u1, 70);
 	ck_assert_int_eq(stats(b).held, 70);
+	ck_assert_int_eq(stats(b).reserved, 0);
 	budget_user_free(u1);
 	ck_assert_int_eq(stats(b).held, 0);
 	budget_free(b);
 }
 END_TEST
 
-/* Reserved estimates count too: a batch in flight keeps others out until
- * its results arrive (and then what they really took counts). */
-START_TEST(test_arrival_replaces_the_estimate_with_the_actual_bytes)
+/* What a request holds comes out of what it reserved: its share of the
+ * total is max(estimate, held), never both; when its results are all in,
+ * the part it did not use goes back, and others go. */
+START_TEST(test_the_reservation_shrinks_as_held_grows)
 {
 	struct budget *b = budget_new(base, 100, 0);
-	struct budget_user *u0 = budget_user_new(b), *u1 = budget_user_new(b);
+	uint64_t s90 = shape(b, "s90", 90), s20 = shape(b, "s20", 20);
+	struct budget_user *u0, *u1;
 	struct ticket t1 = {1};
 
-	ck_assert_int_eq(budget_ask(u0, 90, false, on_admit, NULL), 1);
-	ck_assert_int_eq(budget_ask(u1, 20, false, on_admit, &t1), 0);
-	budget_arrived(u0, 30); /* smaller than expected */
+	u0 = ask(b, s90, 1, NULL);
+	ck_assert_int_eq(stats(b).reserved, 90);
+	budget_hold(u0, 30);
+	ck_assert_int_eq(stats(b).held, 30);
+	ck_assert_int_eq(stats(b).reserved, 60);
+	/* 30 + 60 + 20 > 100: counted once, still too much */
+	u1 = ask(b, s20, 0, &t1);
+	budget_hold(u0, 40);
+	ck_assert_int_eq(stats(b).held, 70);
+	ck_assert_int_eq(stats(b).reserved, 20);
+	run_loop();
+	ck_assert_int_eq(seen.nadmitted, 0);
+	/* done at 70: the 20 it did not use go back, u1 fits (70 + 20) */
+	budget_done(u0);
+	ck_assert_int_eq(stats(b).reserved, 0);
+	ck_assert_int_eq(stats(b).held, 70);
 	run_loop();
 	ck_assert_int_eq(seen.nadmitted, 1);
-	ck_assert_int_eq(stats(b).held, 30);
 	ck_assert_int_eq(stats(b).reserved, 20);
-	budget_user_free(u1); /* freed with a batch in flight */
+	/* past its estimate it holds more, and nothing is reserved */
+	budget_hold(u1, 15);
+	ck_assert_int_eq(stats(b).reserved, 5);
+	budget_hold(u1, 15);
 	ck_assert_int_eq(stats(b).reserved, 0);
+	ck_assert_int_eq(stats(b).held, 100);
 	budget_user_free(u0);
+	ck_assert_int_eq(stats(b).held, 30);
+	budget_user_free(u1);
+	ck_assert_int_eq(stats(b).held, 0);
+	ck_assert_int_eq(stats(b).reserved, 0);
+	budget_free(b);
+}
+END_TEST
+
+/* Admitted once, a request never waits again, whatever it holds; asking
+ * again changes nothing. */
+START_TEST(test_a_request_is_asked_once)
+{
+	struct budget *b = budget_new(base, 100, 0);
+	uint64_t s10 = shape(b, "s10", 10);
+	struct budget_user *a, *u1;
+	struct ticket t1 = {1};
+
+	a = ask(b, s10, 1, NULL);
+	budget_hold(a, 150); /* far past its estimate and the limit */
+	ck_assert_int_eq(stats(b).held, 150);
+	ck_assert_int_eq(budget_ask(a, on_admit, NULL), 1);
+	ck_assert_int_eq(stats(b).reserved, 0);
+	u1 = ask(b, s10, 0, &t1);
+	/* a second ask of a waiting request does not queue it twice */
+	ck_assert_int_eq(budget_ask(u1, on_admit, &t1), 0);
+	ck_assert_int_eq(stats(b).waiting, 1);
+	ck_assert_int_eq(stats(b).waits, 1);
+	budget_hold(a, 50);
+	ck_assert_int_eq(stats(b).held, 200);
+	budget_user_free(a);
+	run_loop();
+	ck_assert_int_eq(seen.nadmitted, 1);
+	ck_assert_int_eq(budget_ask(u1, on_admit, &t1), 1);
+	ck_assert_int_eq(stats(b).reserved, 10);
+	ck_assert_int_eq(stats(b).waits, 1);
+	budget_user_free(u1);
 	budget_free(b);
 }
 END_TEST
 
 /* The oldest request that holds, reserves or waits always goes, past the
- * limit: its rows and another's can never wait for each other. */
+ * limit: no request can wait for ever behind younger ones. */
 START_TEST(test_the_oldest_request_goes_past_the_limit)
 {
 	struct budget *b = budget_new(base, 100, 0);
-	struct budget_user *old = budget_user_new(b),
-			   *young = budget_user_new(b);
-	struct ticket ty = {1};
+	uint64_t s150 = shape(b, "s150", 150), s80 = shape(b, "s80", 80),
+		 s120 = shape(b, "s120", 120);
+	struct budget_user *old, *young, *last;
+	struct ticket ty = {1}, tl = {2};
 
-	/* the young one asks first: alone, it is the oldest active one */
-	ck_assert_int_eq(budget_ask(young, 150, false, on_admit, &ty), 1);
-	budget_arrived(young, 150);
+	old = budget_user_new(b, s80);
+	young = budget_user_new(b, s150);
+	last = budget_user_new(b, s120);
+	/* the young one asks first: alone, it is the oldest active one,
+	 * and goes although 150 is past the limit */
+	ck_assert_int_eq(budget_ask(young, on_admit, &ty), 1);
+	budget_hold(young, 150);
 	/* the older request (started first) goes at once, over the limit */
-	ck_assert_int_eq(budget_ask(old, 80, false, on_admit, NULL), 1);
-	budget_arrived(old, 80);
+	ck_assert_int_eq(budget_ask(old, on_admit, NULL), 1);
+	budget_hold(old, 80);
 	ck_assert_int_eq(stats(b).held, 230);
-	/* now the young one is not the oldest: it waits ... */
-	ck_assert_int_eq(budget_ask(young, 10, false, on_admit, &ty), 0);
-	run_loop();
-	ck_assert_int_eq(seen.nadmitted, 0);
-	/* ... until the old one ends: then it is the oldest, and goes even
-	 * though 150 + 10 is past the limit */
+	ck_assert_int_eq(budget_ask(last, on_admit, &tl), 0);
 	budget_user_free(old);
 	run_loop();
-	ck_assert_int_eq(seen.nadmitted, 1);
-	ck_assert_int_eq(stats(b).held, 150);
+	ck_assert_int_eq(seen.nadmitted, 0);
+	/* once young ends, last is the oldest: alone, 120 goes */
 	budget_user_free(young);
+	run_loop();
+	ck_assert_int_eq(seen.nadmitted, 1);
+	ck_assert_int_eq(seen.admitted[0], 2);
+	ck_assert_int_eq(stats(b).reserved, 120);
+	budget_user_free(last);
 	budget_free(b);
 }
 END_TEST
 
-/* The FIFO: a later batch that would fit does not pass a head that does
- * not (no starvation of large batches), releases admit in order, and the
- * oldest request's batch goes even from behind a blocked head. */
+/* The FIFO: a later request that would fit does not pass a head that does
+ * not (no starvation of large requests), and releases admit in order. */
 START_TEST(test_fifo_order_and_the_blocked_head)
 {
 	struct budget *b = budget_new(base, 100, 0);
-	struct budget_user *a = budget_user_new(b), *u1 = budget_user_new(b),
-			   *u2 = budget_user_new(b), *u3 = budget_user_new(b);
-	struct ticket t1 = {1}, t2 = {2}, t3 = {3};
+	uint64_t s70 = shape(b, "s70", 70), s5 = shape(b, "s5", 5),
+		 s40 = shape(b, "s40", 40), s20 = shape(b, "s20", 20),
+		 s50 = shape(b, "s50", 50);
+	struct budget_user *a = budget_user_new(b, s70),
+			   *u1 = budget_user_new(b, s5),
+			   *u2 = budget_user_new(b, s40),
+			   *u3 = budget_user_new(b, s20), *u4;
+	struct ticket t1 = {1}, t2 = {2}, t3 = {3}, t4 = {4};
 
-	ck_assert_int_eq(budget_ask(a, 70, false, on_admit, NULL), 1);
-	budget_arrived(a, 70);
-	ck_assert_int_eq(budget_ask(u3, 20, false, on_admit, &t3), 1);
-	budget_arrived(u3, 20); /* held 90 */
-	ck_assert_int_eq(budget_ask(u2, 40, false, on_admit, &t2), 0);
+	ck_assert_int_eq(budget_ask(a, on_admit, NULL), 1);
+	budget_hold(a, 70);
+	ck_assert_int_eq(budget_ask(u3, on_admit, &t3), 1);
+	budget_hold(u3, 20); /* held 90 */
+	ck_assert_int_eq(budget_ask(u2, on_admit, &t2), 0);
 	/* 5 would fit, but u2 waits first */
-	ck_assert_int_eq(budget_ask(u1, 5, false, on_admit, &t1), 0);
+	ck_assert_int_eq(budget_ask(u1, on_admit, &t1), 0);
 	ck_assert_int_eq(stats(b).waiting, 2);
 	/* a ends: held 20; u2 (head, 40) fits, then u1 */
 	budget_user_free(a);
@@ -203,25 +297,16 @@ START_TEST(test_fifo_order_and_the_blocked_head)
 	ck_assert_int_eq(seen.nadmitted, 2);
 	ck_assert_int_eq(seen.admitted[0], 2);
 	ck_assert_int_eq(seen.admitted[1], 1);
-	budget_arrived(u2, 40);
-	budget_arrived(u1, 5); /* held 65 */
-
-	/* u3 waits with 50 (65 + 50 > 100); u1, the oldest now, asks for
-	 * 60 and goes at once, past the queue and the limit */
-	ck_assert_int_eq(budget_ask(u3, 50, false, on_admit, &t3), 0);
-	ck_assert_int_eq(stats(b).waiting, 1);
-	seen.nadmitted = 0;
-	ck_assert_int_eq(budget_ask(u1, 60, false, on_admit, &t1), 1);
-	budget_arrived(u1, 60); /* held 125 */
-	budget_user_free(u2);	/* held 85: u3 still does not fit */
+	budget_hold(u2, 40);
+	budget_hold(u1, 5); /* held 65 */
+	u4 = ask(b, s50, 0, &t4);
+	budget_user_free(u3); /* held 45: 45 + 50 fits */
 	run_loop();
-	ck_assert_int_eq(seen.nadmitted, 0);
-	ck_assert_int_eq(stats(b).waiting, 1);
-	budget_user_free(u1); /* held 20: u3 fits, and is the oldest */
-	run_loop();
-	ck_assert_int_eq(seen.nadmitted, 1);
-	ck_assert_int_eq(seen.admitted[0], 3);
-	budget_user_free(u3);
+	ck_assert_int_eq(seen.nadmitted, 3);
+	ck_assert_int_eq(seen.admitted[2], 4);
+	budget_user_free(u1);
+	budget_user_free(u2);
+	budget_user_free(u4);
 	ck_assert_int_eq(stats(b).held, 0);
 	ck_assert_int_eq(stats(b).reserved, 0);
 	budget_free(b);
@@ -232,17 +317,21 @@ END_TEST
 START_TEST(test_the_oldest_passes_a_blocked_head)
 {
 	struct budget *b = budget_new(base, 100, 0);
-	struct budget_user *a = budget_user_new(b), *old = budget_user_new(b),
-			   *head = budget_user_new(b), *d = budget_user_new(b);
+	uint64_t s70 = shape(b, "s70", 70), s85 = shape(b, "s85", 85),
+		 s90 = shape(b, "s90", 90), s20 = shape(b, "s20", 20);
+	struct budget_user *a = budget_user_new(b, s70),
+			   *old = budget_user_new(b, s85),
+			   *head = budget_user_new(b, s90),
+			   *d = budget_user_new(b, s20);
 	struct ticket to = {1}, th = {2};
 
-	ck_assert_int_eq(budget_ask(a, 70, false, on_admit, NULL), 1);
-	budget_arrived(a, 70);
-	ck_assert_int_eq(budget_ask(d, 20, false, on_admit, NULL), 1);
-	budget_arrived(d, 20);
-	ck_assert_int_eq(budget_ask(head, 90, false, on_admit, &th), 0);
+	ck_assert_int_eq(budget_ask(a, on_admit, NULL), 1);
+	budget_hold(a, 70);
+	ck_assert_int_eq(budget_ask(d, on_admit, NULL), 1);
+	budget_hold(d, 20);
+	ck_assert_int_eq(budget_ask(head, on_admit, &th), 0);
 	/* old is not the oldest yet (a is) */
-	ck_assert_int_eq(budget_ask(old, 85, false, on_admit, &to), 0);
+	ck_assert_int_eq(budget_ask(old, on_admit, &to), 0);
 	budget_user_free(a); /* held 20: neither fits; old is the oldest */
 	run_loop();
 	ck_assert_int_eq(seen.nadmitted, 1);
@@ -260,26 +349,37 @@ START_TEST(test_the_oldest_passes_a_blocked_head)
 }
 END_TEST
 
-/* A batch whose size is unknown takes what is free: such batches go one at
- * a time until their sizes are learned. */
-START_TEST(test_an_unknown_batch_reserves_all_that_is_free)
+/* A request of an unknown shape takes what is free: such requests go one
+ * at a time until their size is learned; one that waited with the same
+ * shape then goes with the size learned meanwhile. */
+START_TEST(test_an_unknown_shape_reserves_all_that_is_free)
 {
 	struct budget *b = budget_new(base, 100, 0);
-	struct budget_user *a = budget_user_new(b), *u1 = budget_user_new(b),
-			   *u2 = budget_user_new(b);
+	uint64_t s30 = shape(b, "s30", 30), x = budget_hash(0, "unseen");
+	struct budget_user *a = budget_user_new(b, s30),
+			   *u1 = budget_user_new(b, x),
+			   *u2 = budget_user_new(b, x);
 	struct ticket t2 = {2};
+	size_t est;
 
-	ck_assert_int_eq(budget_ask(a, 30, false, on_admit, NULL), 1);
-	budget_arrived(a, 30);
-	ck_assert_int_eq(budget_ask(u1, 10, true, on_admit, NULL), 1);
+	ck_assert_int_eq(budget_ask(a, on_admit, NULL), 1);
+	budget_hold(a, 30);
+	ck_assert_int_eq(budget_ask(u1, on_admit, NULL), 1);
 	ck_assert_int_eq(stats(b).reserved, 70);
-	/* even one estimated at 0 (all its statements unknown) waits */
-	ck_assert_int_eq(budget_ask(u2, 0, true, on_admit, &t2), 0);
-	budget_arrived(u1, 5);
+	/* even with nothing estimated, the next unknown one waits */
+	ck_assert_int_eq(budget_ask(u2, on_admit, &t2), 0);
+	budget_hold(u1, 5);
+	ck_assert_int_eq(stats(b).reserved, 65);
+	run_loop();
+	ck_assert_int_eq(seen.nadmitted, 0);
+	ck_assert(!budget_estimate(b, x, &est));
+	budget_done(u1); /* x takes 5 */
+	ck_assert(budget_estimate(b, x, &est));
+	ck_assert_int_eq(est, 5);
 	ck_assert_int_eq(stats(b).reserved, 0);
 	run_loop();
 	ck_assert_int_eq(seen.nadmitted, 1);
-	ck_assert_int_eq(stats(b).reserved, 65);
+	ck_assert_int_eq(stats(b).reserved, 5);
 	budget_user_free(u2);
 	budget_user_free(u1);
 	budget_user_free(a);
@@ -292,14 +392,15 @@ END_TEST
 START_TEST(test_a_cancelled_wait_never_fires_and_frees_its_place)
 {
 	struct budget *b = budget_new(base, 100, 0);
-	struct budget_user *a = budget_user_new(b), *u1 = budget_user_new(b),
-			   *u2 = budget_user_new(b);
+	uint64_t s90 = shape(b, "s90", 90), s50 = shape(b, "s50", 50),
+		 s10 = shape(b, "s10", 10);
+	struct budget_user *a, *u1, *u2;
 	struct ticket t1 = {1}, t2 = {2};
 
-	ck_assert_int_eq(budget_ask(a, 90, false, on_admit, NULL), 1);
-	budget_arrived(a, 90);
-	ck_assert_int_eq(budget_ask(u1, 50, false, on_admit, &t1), 0);
-	ck_assert_int_eq(budget_ask(u2, 10, false, on_admit, &t2), 0);
+	a = ask(b, s90, 1, NULL);
+	budget_hold(a, 90);
+	u1 = ask(b, s50, 0, &t1);
+	u2 = ask(b, s10, 0, &t2);
 	budget_cancel(u1); /* the client left */
 	budget_cancel(u1); /* twice is harmless */
 	ck_assert_int_eq(stats(b).waiting, 1);
@@ -321,12 +422,13 @@ END_TEST
 START_TEST(test_a_wait_past_the_timeout_is_503)
 {
 	struct budget *b = budget_new(base, 100, 50);
-	struct budget_user *a = budget_user_new(b), *u1 = budget_user_new(b);
+	uint64_t s100 = shape(b, "s100", 100), s1 = shape(b, "s1", 1);
+	struct budget_user *a, *u1;
 	struct ticket t1 = {1};
 
-	ck_assert_int_eq(budget_ask(a, 100, false, on_admit, NULL), 1);
-	budget_arrived(a, 100);
-	ck_assert_int_eq(budget_ask(u1, 1, false, on_admit, &t1), 0);
+	a = ask(b, s100, 1, NULL);
+	budget_hold(a, 100);
+	u1 = ask(b, s1, 0, &t1);
 	event_base_loop(base, EVLOOP_ONCE); /* blocks until the timer */
 	ck_assert_int_eq(seen.failed, 1);
 	ck_assert_int_eq(seen.status, 503);
@@ -346,10 +448,8 @@ START_TEST(test_no_limit_admits_everything_and_counts)
 	struct budget_user *u[4];
 
 	for (int i = 0; i < 4; i++) {
-		u[i] = budget_user_new(b);
-		ck_assert_int_eq(budget_ask(u[i], 1000, true, on_admit, NULL),
-				 1);
-		budget_arrived(u[i], 1000);
+		u[i] = ask(b, budget_hash(0, "unseen"), 1, NULL);
+		budget_hold(u[i], 1000);
 	}
 	ck_assert_int_eq(stats(b).held, 4000);
 	ck_assert_int_eq(stats(b).reserved, 0);
@@ -366,13 +466,16 @@ END_TEST
 START_TEST(test_users_outliving_the_budget)
 {
 	struct budget *b = budget_new(base, 10, 0);
-	struct budget_user *a = budget_user_new(b), *u1 = budget_user_new(b);
+	uint64_t s10 = shape(b, "s10", 10);
+	struct budget_user *a, *u1;
 
-	ck_assert_int_eq(budget_ask(a, 10, false, on_admit, NULL), 1);
-	budget_arrived(a, 10);
-	ck_assert_int_eq(budget_ask(u1, 10, false, on_admit, NULL), 0);
+	a = ask(b, s10, 1, NULL);
+	budget_hold(a, 10);
+	u1 = ask(b, s10, 0, NULL);
 	budget_free(b);
-	budget_arrived(a, 5);
+	budget_hold(a, 5);
+	budget_done(a);
+	ck_assert_int_eq(budget_ask(u1, on_admit, NULL), 1);
 	budget_user_free(u1);
 	budget_user_free(a);
 	run_loop();
@@ -380,35 +483,60 @@ START_TEST(test_users_outliving_the_budget)
 }
 END_TEST
 
-START_TEST(test_learned_sizes)
+/* A shape's size is what its last complete request held in all; a request
+ * that ends without budget_done (failed, cancelled) teaches nothing. */
+START_TEST(test_sizes_are_learned_per_shape_when_a_request_completes)
 {
-	struct budget *b = budget_new(base, 100, 0);
-	uint64_t keyed = budget_sql_hash("SELECT ... WHERE id = ANY($1)");
-	uint64_t plain = budget_sql_hash("SELECT ... FROM author");
+	struct budget *b = budget_new(base, 1000, 0);
+	uint64_t h = budget_hash(budget_hash(0, "SELECT main"), "SELECT $1");
+	uint64_t other =
+		budget_hash(budget_hash(0, "SELECT $1"), "SELECT main");
+	struct budget_user *u;
 	size_t bytes = 1;
 
-	ck_assert(keyed != plain);
-	ck_assert(keyed != 0 && budget_sql_hash("") != 0);
-	ck_assert(!budget_estimate(b, keyed, 10, &bytes));
+	ck_assert(h != other);
+	ck_assert(budget_hash(budget_hash(0, "ab"), "c") !=
+		  budget_hash(budget_hash(0, "a"), "bc"));
+	ck_assert(budget_hash(0, "") != 0);
+	ck_assert(!budget_estimate(b, h, &bytes));
 	ck_assert_int_eq(bytes, 0);
-	/* per key for keyed statements */
-	budget_learn(b, keyed, 10, 1000);
-	ck_assert(budget_estimate(b, keyed, 5, &bytes));
-	ck_assert_int_eq(bytes, 500);
-	ck_assert(budget_estimate(b, keyed, 10000, &bytes));
-	ck_assert_int_eq(bytes, 1000000);
-	/* per execution for the others; the last one counts */
-	budget_learn(b, plain, 0, 4096);
-	budget_learn(b, plain, 0, 2048);
-	ck_assert(budget_estimate(b, plain, 0, &bytes));
-	ck_assert_int_eq(bytes, 2048);
-	/* a collision (same slot, another text) overwrites */
-	budget_learn(b, plain + 256, 0, 7);
-	ck_assert(!budget_estimate(b, plain, 0, &bytes));
-	ck_assert(budget_estimate(b, plain + 256, 0, &bytes));
-	ck_assert_int_eq(bytes, 7);
-	ck_assert(budget_estimate(b, keyed, 1, &bytes));
-	ck_assert_int_eq(bytes, 100);
+
+	/* the bytes of every batch, learned at the end */
+	u = ask(b, h, 1, NULL);
+	budget_hold(u, 100);
+	budget_hold(u, 200);
+	ck_assert(!budget_estimate(b, h, &bytes));
+	budget_done(u);
+	budget_user_free(u);
+	ck_assert(budget_estimate(b, h, &bytes));
+	ck_assert_int_eq(bytes, 300);
+	ck_assert(!budget_estimate(b, other, &bytes));
+
+	/* a failed one teaches nothing */
+	u = ask(b, h, 1, NULL);
+	ck_assert_int_eq(stats(b).reserved, 300);
+	budget_hold(u, 7);
+	budget_user_free(u);
+	ck_assert(budget_estimate(b, h, &bytes));
+	ck_assert_int_eq(bytes, 300);
+
+	/* the last complete one counts, smaller or larger */
+	u = ask(b, h, 1, NULL);
+	budget_hold(u, 120);
+	budget_done(u);
+	budget_user_free(u);
+	ck_assert(budget_estimate(b, h, &bytes));
+	ck_assert_int_eq(bytes, 120);
+
+	/* a collision (same slot, another shape) overwrites */
+	u = ask(b, h + 256, 1, NULL);
+	budget_done(u);
+	budget_user_free(u);
+	ck_assert(!budget_estimate(b, h, &bytes));
+	ck_assert(budget_estimate(b, h + 256, &bytes));
+	ck_assert_int_eq(bytes, 0);
+	ck_assert_int_eq(stats(b).held, 0);
+	ck_assert_int_eq(stats(b).reserved, 0);
 	budget_free(b);
 }
 END_TEST
@@ -419,20 +547,21 @@ Suite *budget_suite(void)
 	TCase *tc = tcase_create("admission");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, test_batches_that_fit_are_admitted_at_once);
-	tcase_add_test(tc, test_a_batch_past_the_limit_waits_for_a_release);
-	tcase_add_test(
-		tc, test_arrival_replaces_the_estimate_with_the_actual_bytes);
+	tcase_add_test(tc, test_requests_that_fit_are_admitted_at_once);
+	tcase_add_test(tc, test_a_request_past_the_limit_waits_for_a_release);
+	tcase_add_test(tc, test_the_reservation_shrinks_as_held_grows);
+	tcase_add_test(tc, test_a_request_is_asked_once);
 	tcase_add_test(tc, test_the_oldest_request_goes_past_the_limit);
 	tcase_add_test(tc, test_fifo_order_and_the_blocked_head);
 	tcase_add_test(tc, test_the_oldest_passes_a_blocked_head);
-	tcase_add_test(tc, test_an_unknown_batch_reserves_all_that_is_free);
+	tcase_add_test(tc, test_an_unknown_shape_reserves_all_that_is_free);
 	tcase_add_test(tc,
 		       test_a_cancelled_wait_never_fires_and_frees_its_place);
 	tcase_add_test(tc, test_a_wait_past_the_timeout_is_503);
 	tcase_add_test(tc, test_no_limit_admits_everything_and_counts);
 	tcase_add_test(tc, test_users_outliving_the_budget);
-	tcase_add_test(tc, test_learned_sizes);
+	tcase_add_test(
+		tc, test_sizes_are_learned_per_shape_when_a_request_completes);
 	suite_add_tcase(s, tc);
 	return s;
 }
