@@ -69,7 +69,7 @@ static const struct option_def options[] = {
 	 OFF(max_concurrent), "1024", 1, 1000000,
 	 "requests in flight at most, health checks aside (then 503)"},
 	{"max-held-mb", "PREFETCHD_MAX_HELD_MB", OPT_INT, OFF(max_held_mb),
-	 "64", 0, 1024 * 1024,
+	 "80", 0, 1024 * 1024,
 	 "MB of rows held by requests at once; more waits (0: no limit)"},
 };
 
