@@ -68,7 +68,6 @@ struct exec {
 	struct exec_stats stats;
 	struct pf_err err;	/* the error done reports */
 	struct budget_user *bu; /* NULL without a rows budget */
-	size_t batch_ndata;	/* data statements of the batch being sent */
 	size_t batch_bytes;	/* of its results that the graph keeps */
 };
 
@@ -426,7 +425,6 @@ static void run_round(struct exec *ex)
 	}
 	if (last)
 		add_stmt(ex, SQL_COMMIT, -1);
-	ex->batch_ndata = ndata;
 	ex->state = EX_RUNNING;
 	ex->began = true;
 	ex->in_tx = true;
@@ -443,7 +441,7 @@ static void run_round(struct exec *ex)
 	for (size_t i = 0; i < ex->nstmts; i++)
 		if (ex->stmt_query[i] >= 0)
 			ex->order[ex->nsent++] = ex->stmt_query[i];
-	ex->stats.queries += (int)ex->batch_ndata;
+	ex->stats.queries += (int)ndata;
 }
 
 /* Asks the pool for a connection: on_conn fires from the loop, never
