@@ -84,25 +84,6 @@ static struct pfd *start_ready(const char *held_mb, const char *pool_timeout)
 	return p;
 }
 
-/* A field of /proc/PID/status in kB (VmRSS, VmHWM), or -1. */
-static long proc_kb(int pid, const char *field)
-{
-	char path[64], line[256];
-	size_t n = strlen(field);
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, field, n) == 0 && line[n] == ':')
-			kb = strtol(line + n + 1, NULL, 10);
-	fclose(f);
-	return kb;
-}
-
 /* One series of /metrics as prefetchd writes it, or -1 when absent. */
 static double metric(int port, const char *name)
 {
@@ -248,17 +229,6 @@ static int send_query(int port, const char *spec, const char *id, int rcvbuf)
 		       id, strlen(spec), spec);
 	ck_assert_int_eq(send(fd, req, (size_t)len, MSG_NOSIGNAL), len);
 	return fd;
-}
-
-/* Polls until the daemon has at most fds descriptors open: its count. */
-static int settle_fds(struct pfd *p, int fds, int timeout_ms)
-{
-	long long deadline = now_ms() + timeout_ms;
-	int n;
-
-	while ((n = pfd_open_fds(p)) > fds && now_ms() < deadline)
-		sleep_ms(50);
-	return n;
 }
 
 /* A stalled reader of ALL_SPEC holds its 8 MB of rows (streamed answers

@@ -120,17 +120,6 @@ static struct pfd *start_ready(const char *const *args)
 	return p;
 }
 
-/* Polls until the daemon has at most fds descriptors open: its count. */
-static int settle_fds(struct pfd *p, int fds, int timeout_ms)
-{
-	long long deadline = now_ms() + timeout_ms;
-	int n;
-
-	while ((n = pfd_open_fds(p)) > fds && now_ms() < deadline)
-		sleep_ms(50);
-	return n;
-}
-
 /* Occurrences of needle in the daemon's log. */
 static int count_in_log(struct pfd *p, const char *needle)
 {

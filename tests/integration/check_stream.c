@@ -116,36 +116,6 @@ static int count_in_log(struct pfd *p, const char *needle)
 	return n;
 }
 
-/* Polls until the daemon has at most fds descriptors open: its count. */
-static int settle_fds(struct pfd *p, int fds, int timeout_ms)
-{
-	long long deadline = now_ms() + timeout_ms;
-	int n;
-
-	while ((n = pfd_open_fds(p)) > fds && now_ms() < deadline)
-		sleep_ms(50);
-	return n;
-}
-
-/* A field of /proc/PID/status in kB (VmRSS, VmHWM), or -1. */
-static long proc_kb(int pid, const char *field)
-{
-	char path[64], line[256];
-	size_t n = strlen(field);
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, field, n) == 0 && line[n] == ':')
-			kb = strtol(line + n + 1, NULL, 10);
-	fclose(f);
-	return kb;
-}
-
 /* --- raw HTTP --- */
 
 /* A raw request text (malloc'd): POST path with body, in HTTP/1.version,

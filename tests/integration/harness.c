@@ -1382,3 +1382,31 @@ TCase *pftest_tcase(const char *name)
 	tcase_set_timeout(tc, 120);
 	return tc;
 }
+
+long proc_kb(int pid, const char *field)
+{
+	char path[64], line[256];
+	size_t n = strlen(field);
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, field, n) == 0 && line[n] == ':')
+			kb = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return kb;
+}
+
+int settle_fds(struct pfd *p, int fds, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	int n;
+
+	while ((n = pfd_open_fds(p)) > fds && now_ms() < deadline)
+		sleep_ms(50);
+	return n;
+}

@@ -78,6 +78,10 @@ int pfd_pid(const struct pfd *p);
 /* The number of file descriptors the daemon has open (entries of
  * /proc/PID/fd), or -1 when it has exited. */
 int pfd_open_fds(const struct pfd *p);
+/* Polls until the daemon has at most fds descriptors open: its count. */
+int settle_fds(struct pfd *p, int fds, int timeout_ms);
+/* A field of /proc/PID/status in kB (VmRSS, VmHWM), or -1. */
+long proc_kb(int pid, const char *field);
 
 /* Whether the harness runs daemons under PFTEST_WRAPPER (slower: tests
  * that time things may allow more). */
