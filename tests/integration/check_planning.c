@@ -3,11 +3,14 @@
  * prepared once per connection, so its parse and plan are saved, except a
  * keyed query with 1,000 keys or more, which goes unprepared and is planned
  * for its actual key array each time (a prepared statement's generic plan
- * assumes a 10-element array). pg_stat_statements counts the plans: a
- * prepared statement on its generic plan runs without planning.
+ * assumes a 10-element array). A keyed query with fewer keys always runs on
+ * its generic plan: the transaction says so (SET LOCAL plan_cache_mode)
+ * before it, and back to auto before a large one. pg_stat_statements counts
+ * the plans: a prepared statement on its generic plan runs without planning.
  *
  * The data is a schema of its own, pfplan, created once in the test
- * database: 1,200 parents with 5 children each.
+ * database: 1,200 parents with 5 children each, all 6,000 children of one
+ * owner.
  */
 #include <check.h>
 #include <jansson.h>
@@ -24,6 +27,9 @@
 #define RUNS 8
 
 static const char *const planning_args[] = {"--schemas", "pfplan", NULL};
+/* One connection: a statement is prepared, and its generic plan made, once. */
+static const char *const one_conn_args[] = {"--schemas", "pfplan",
+					    "--pool-size", "1", NULL};
 
 /* Creates pfplan once (the cluster lives for the whole run). */
 static void ensure_data(void)
@@ -31,14 +37,19 @@ static void ensure_data(void)
 	db_exec("DO $$ BEGIN IF to_regclass('pfplan.child') IS NULL THEN "
 		"CREATE SCHEMA IF NOT EXISTS pfplan; "
 		"CREATE TABLE pfplan.parent (id int PRIMARY KEY); "
+		"CREATE TABLE pfplan.owner (id int PRIMARY KEY); "
 		"CREATE TABLE pfplan.child (id int PRIMARY KEY, "
-		"parent_id int NOT NULL REFERENCES pfplan.parent (id)); "
+		"parent_id int NOT NULL REFERENCES pfplan.parent (id), "
+		"owner_id int NOT NULL REFERENCES pfplan.owner (id)); "
 		"INSERT INTO pfplan.parent SELECT i "
 		"FROM generate_series(1, 1200) i; "
-		"INSERT INTO pfplan.child SELECT i, 1 + i % 1200 "
+		"INSERT INTO pfplan.owner VALUES (1); "
+		"INSERT INTO pfplan.child SELECT i, 1 + i % 1200, 1 "
 		"FROM generate_series(1, 6000) i; "
 		"CREATE INDEX ON pfplan.child (parent_id); "
-		"ANALYZE pfplan.parent; ANALYZE pfplan.child; "
+		"CREATE INDEX ON pfplan.child (owner_id); "
+		"ANALYZE pfplan.parent; ANALYZE pfplan.owner; "
+		"ANALYZE pfplan.child; "
 		"END IF; END $$");
 }
 
@@ -76,15 +87,23 @@ static void run_parents(int port, int n, long *calls, long *plans)
 	db_statement_counts("\"pfplan\".\"child\"", calls, plans);
 }
 
-START_TEST(test_large_key_arrays_are_planned_for_their_keys)
+/* Starts a daemon with args and waits until it is ready. */
+static struct pfd *start_ready(const char *const *args)
 {
 	struct pfd *p;
-	long calls, plans;
 
 	ensure_data();
-	p = pfd_start(planning_args);
+	p = pfd_start(args);
 	ck_assert_msg(pfd_wait_ready(p, READY_MS) == 0,
 		      "not ready within %d ms; log:\n%s", READY_MS, pfd_log(p));
+	return p;
+}
+
+START_TEST(test_large_key_arrays_are_planned_for_their_keys)
+{
+	struct pfd *p = start_ready(planning_args);
+	long calls, plans;
+
 	/* 999 keys: prepared; after five custom plans PostgreSQL keeps the
 	 * generic one and plans no more */
 	run_parents(pfd_port(p), 999, &calls, &plans);
@@ -100,6 +119,77 @@ START_TEST(test_large_key_arrays_are_planned_for_their_keys)
 }
 END_TEST
 
+/* Left to choose, PostgreSQL would plan a statement with two keys anew at
+ * every execution: its custom plan looks cheaper than the generic plan made
+ * for ten keys. */
+START_TEST(test_few_keys_run_on_the_generic_plan)
+{
+	struct pfd *p = start_ready(one_conn_args);
+	long calls, plans;
+
+	run_parents(pfd_port(p), 2, &calls, &plans);
+	ck_assert_int_eq(calls, RUNS);
+	ck_assert_msg(plans == 1, "2 keys planned %ld times in %d runs", plans,
+		      RUNS);
+	ck_assert_int_eq(pfd_stop(p), 0);
+	pfd_free(p);
+}
+END_TEST
+
+/* One owner's 6,000 children (one key: the generic plan), then their 1,200
+ * parents (unprepared, with PostgreSQL's choice again). The generic plan
+ * for 1,200 of the 1,200 parents would read the primary key index once per
+ * key (2,409 buffers); the custom plan reads the table's 6 pages. */
+START_TEST(test_plan_mode_follows_each_query)
+{
+	static const char spec[] =
+		"{\"model\":\"owner\","
+		"\"prefetch_related\":[\"child_set__parent\"]}";
+	struct pfd *p = start_ready(one_conn_args);
+	struct http_res res;
+	long calls, plans, buffers;
+
+	db_stats_reset();
+	for (int i = 0; i < RUNS; i++) {
+		json_t *doc, *children, *child;
+
+		ck_assert_int_eq(http_do(pfd_port(p), "POST", "/query", spec,
+					 NULL, &res),
+				 0);
+		ck_assert_msg(res.status == 200, "%d %s", res.status, res.body);
+		doc = pftest_json(res.body);
+		children = json_object_get(
+			json_array_get(json_object_get(doc, "results"), 0),
+			"child_set");
+		ck_assert_int_eq(json_array_size(children), 6000);
+		/* child 1200 has parent 1 + 1200 % 1200 */
+		child = json_array_get(children, 1199);
+		ck_assert_int_eq(
+			json_integer_value(json_object_get(child, "id")), 1200);
+		ck_assert_int_eq(
+			json_integer_value(json_object_get(
+				json_object_get(child, "parent"), "id")),
+			1);
+		json_decref(doc);
+		http_res_cleanup(&res);
+	}
+	db_statement_counts("\"pfplan\".\"child\"", &calls, &plans);
+	ck_assert_int_eq(calls, RUNS);
+	ck_assert_msg(plans == 1, "one key planned %ld times in %d runs", plans,
+		      RUNS);
+	db_statement_counts("\"pfplan\".\"parent\"", &calls, &plans);
+	ck_assert_int_eq(calls, RUNS);
+	ck_assert_int_eq(plans, RUNS);
+	buffers = db_data_statements_sum("shared_blks_hit",
+					 "\"pfplan\".\"parent\"");
+	ck_assert_msg(buffers < 100 * RUNS,
+		      "1,200 parents read %ld buffers in %d runs", buffers,
+		      RUNS);
+	ck_assert_int_eq(pfd_stop(p), 0);
+	pfd_free(p);
+}
+END_TEST
+
 Suite *planning_suite(void)
 {
 	Suite *s = suite_create("planning");
@@ -107,6 +197,8 @@ Suite *planning_suite(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_large_key_arrays_are_planned_for_their_keys);
+	tcase_add_test(tc, test_few_keys_run_on_the_generic_plan);
+	tcase_add_test(tc, test_plan_mode_follows_each_query);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1078,9 +1078,7 @@ void db_stats_reset(void)
 	free(sql);
 }
 
-/* sum(column) over the data statements (see harness.h) since the reset
- * whose text contains needle ("" for all; a test's own words, no quote). */
-static long db_data_statements_sum(const char *column, const char *needle)
+long db_data_statements_sum(const char *column, const char *needle)
 {
 	char *sql = xprintf(
 		"SELECT coalesce(sum(s.%s), 0)::bigint "

@@ -183,6 +183,9 @@ long db_data_rows_since_reset(void);
  * its generic plan runs without planning (the test cluster tracks
  * planning). */
 void db_statement_counts(const char *needle, long *calls, long *plans);
+/* sum(column) of pg_stat_statements over those statements, e.g.
+ * "shared_blks_hit" ("" needle: all of them). */
+long db_data_statements_sum(const char *column, const char *needle);
 
 /* $PFTEST_PGCTL stop|start "$PFTEST_PGDATA": fast shutdown (every
  * connection is cut) and a start that waits until the server accepts
