@@ -816,18 +816,6 @@ static void set_request_id(struct request *r)
 			 ++r->h->next_id);
 }
 
-/* evhttp leaves Nagle on: a reply written in two pieces (headers, body)
- * then waits for the client's delayed ACK, ~40 ms per request. */
-static void set_nodelay(struct evhttp_connection *evcon)
-{
-	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-	int one = 1;
-
-	if (bev)
-		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
-			   &one, sizeof(one));
-}
-
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct http *h = arg;
@@ -854,7 +842,6 @@ static void on_request(struct evhttp_request *req, void *arg)
 	r->evcon = evhttp_request_get_connection(req);
 	if (r->evcon) {
 		evhttp_connection_set_closecb(r->evcon, on_client_close, r);
-		set_nodelay(r->evcon);
 	}
 	r->debug = query && strstr(query, "debug=1");
 
@@ -912,6 +899,18 @@ static void on_request(struct evhttp_request *req, void *arg)
 	route->handler(r);
 }
 
+/* evhttp leaves Nagle on: a reply written in two pieces (headers, body)
+ * then waits for the client's delayed ACK, ~40 ms per request. Set on the
+ * listening socket, which every accepted socket inherits (Linux), rather
+ * than once per request: one system call less each. */
+static void set_nodelay(evutil_socket_t fd)
+{
+	int one = 1;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		log_warn("http: TCP_NODELAY: %s", strerror(errno));
+}
+
 /* What evhttp_bind_socket_with_handle does, plus SO_REUSEPORT when asked:
  * then several prefetchd processes may listen on the same port, and the
  * kernel spreads the connections between them (README, "all cores"). */
@@ -935,6 +934,8 @@ static struct evhttp_bound_socket *listen_on(struct http *h, const char *host,
 	l = evconnlistener_new_bind(h->base, NULL, NULL, flags, -1, ai->ai_addr,
 				    (int)ai->ai_addrlen);
 	evutil_freeaddrinfo(ai);
+	if (l)
+		set_nodelay(evconnlistener_get_fd(l));
 	return l ? evhttp_bind_listener(h->evh, l) : NULL;
 }
 

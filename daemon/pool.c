@@ -200,12 +200,20 @@ static void conn_disarm(struct pool_conn *c)
 
 /* Waits for `what` on the connection's current socket. PQsocket is read
  * again on every wait because libpq may open a new socket while connecting
- * (another host or address, an SSL or GSS retry). timeout_ms < 0: none. */
+ * (another host or address, an SSL or GSS retry). timeout_ms < 0: none,
+ * and the event persists: a connected socket keeps its read event from
+ * batch to batch and while idle, so waiting again costs nothing. */
 static int conn_arm(struct pool_conn *c, short what, int64_t timeout_ms)
 {
 	struct timeval tv = ms_to_tv(timeout_ms < 0 ? 0 : timeout_ms);
 	int fd = PQsocket(c->pg);
 
+	if (timeout_ms < 0)
+		what |= EV_PERSIST;
+	if (timeout_ms < 0 && event_initialized(&c->ev) &&
+	    event_pending(&c->ev, EV_READ | EV_WRITE, NULL) &&
+	    event_get_events(&c->ev) == what && event_get_fd(&c->ev) == fd)
+		return 0;
 	conn_disarm(c);
 	if (fd < 0)
 		return -1;
@@ -455,7 +463,6 @@ static struct pool_conn *pool_take_idle(struct pool *pool)
 	while ((c = TAILQ_FIRST(&pool->idle))) {
 		/* Its read event may not have run yet this iteration. */
 		if (conn_idle_alive(c)) {
-			conn_disarm(c);
 			conn_set_state(c, CONN_HELD);
 			return c;
 		}
@@ -481,7 +488,6 @@ static void conn_run_finish(struct pool_conn *c, const struct pf_err *err)
 	struct pool_stmt *stmts = c->stmts;
 	size_t n = c->n;
 
-	conn_disarm(c);
 	c->cb = NULL;
 	c->stmts = NULL;
 	if (err)
@@ -621,6 +627,11 @@ static void conn_on_event(evutil_socket_t fd, short what, void *arg)
 		conn_run_event(c, what);
 		break;
 	case CONN_HELD:
+		/* Input while its holder runs no batch: left for the next
+		 * batch (or the idle check) to read. Until then the socket
+		 * stays readable, so stop watching it. */
+		conn_disarm(c);
+		break;
 	case CONN_NEW:
 		break;
 	}

@@ -3,9 +3,18 @@
  * and 405, exit status on SIGTERM/SIGINT, and a database that goes away
  * and comes back (at run time and at start) without restarting prefetchd.
  */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "suites.h"
@@ -191,6 +200,77 @@ START_TEST(test_reuse_port_shares_a_port_between_daemons)
 }
 END_TEST
 
+/* Connects to 127.0.0.1:port and has one keep-alive request answered, so
+ * the daemon has accepted the connection. Returns the socket. */
+static int connect_and_ask(int port)
+{
+	static const char ask[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+	struct sockaddr_in to = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	char reply[512];
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+	ck_assert_int_eq(write(fd, ask, sizeof(ask) - 1),
+			 (ssize_t)sizeof(ask) - 1);
+	ck_assert_int_gt(read(fd, reply, sizeof(reply)), 0);
+	return fd;
+}
+
+/* TCP_NODELAY of the daemon's end of the connection whose client end is
+ * at `client`: each socket of the daemon is borrowed with pidfd_getfd
+ * (the daemon is the test's child, so it may) until one's peer is it.
+ * -1: none found. */
+static int daemon_nodelay(int pid, const struct sockaddr_in *client)
+{
+	char dir[64];
+	DIR *d;
+	struct dirent *e;
+	int pidfd = pidfd_open(pid, 0), found = -1;
+
+	ck_assert_msg(pidfd >= 0, "pidfd_open: %s", strerror(errno));
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", pid);
+	d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	while (found < 0 && (e = readdir(d))) {
+		struct sockaddr_in peer;
+		socklen_t len = sizeof(peer);
+		int fd = pidfd_getfd(pidfd, atoi(e->d_name), 0), on = 0;
+		socklen_t onlen = sizeof(on);
+
+		if (e->d_name[0] == '.' || fd < 0)
+			continue;
+		if (getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
+		    peer.sin_family == AF_INET &&
+		    peer.sin_port == client->sin_port &&
+		    getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &onlen) == 0)
+			found = on != 0;
+		close(fd);
+	}
+	closedir(d);
+	close(pidfd);
+	return found;
+}
+
+/* With Nagle on, a reply written in two pieces (headers, then body) waits
+ * for the client's delayed ACK: about 40 ms per keep-alive request. */
+START_TEST(test_accepted_connections_have_nodelay)
+{
+	struct pfd *p = pfd_start(NULL);
+	struct sockaddr_in mine;
+	socklen_t len = sizeof(mine);
+	int fd = connect_and_ask(pfd_port(p));
+
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&mine, &len), 0);
+	ck_assert_int_eq(daemon_nodelay(pfd_pid(p), &mine), 1);
+	close(fd);
+	ck_assert_int_eq(pfd_stop(p), 0);
+	pfd_free(p);
+}
+END_TEST
+
 START_TEST(test_database_outage_is_503_then_recovers)
 {
 	struct pfd *p = pfd_start(NULL);
@@ -263,6 +343,7 @@ Suite *endpoints_suite(void)
 
 	tc = pftest_tcase("listen");
 	tcase_add_test(tc, test_reuse_port_shares_a_port_between_daemons);
+	tcase_add_test(tc, test_accepted_connections_have_nodelay);
 	suite_add_tcase(s, tc);
 
 	tc = pftest_tcase("outage");
