@@ -74,7 +74,12 @@ enum value_kind {
 	VALUE_BOOL,
 	VALUE_NUMBER,
 	VALUE_STRING,
-	VALUE_VERBATIM, /* RENDER_RAW, RENDER_TO_JSON */
+	VALUE_DATETIME,	   /* date, timestamp: put_datetime */
+	VALUE_TIMESTAMPTZ, /* the same with a zone offset */
+	VALUE_STRINGS,	   /* text[], varchar[], bpchar[]: put_array */
+	VALUE_INTEGERS,	   /* int2[], int4[], int8[] */
+	VALUE_BOOLS,	   /* bool[] */
+	VALUE_VERBATIM,	   /* RENDER_RAW, RENDER_TO_JSON */
 };
 
 /* What the writer prepares per node. members: the keys of the fields, then
@@ -328,12 +333,11 @@ static size_t next_escape(const char *s, size_t len, size_t i)
 	return i;
 }
 
-/* s as a JSON string: each clean run is one sink_put. */
-static void put_string(struct sink *k, const char *s, size_t len)
+/* s escaped, without the quotes: each clean run is one sink_put. */
+static void put_escaped(struct sink *k, const char *s, size_t len)
 {
 	size_t start = 0, i;
 
-	sink_put(k, "\"", 1);
 	while ((i = next_escape(s, len, start)) < len) {
 		sink_put(k, s + start, i - start);
 		if (sink_room(k, 6)) /* the escape goes straight in */
@@ -341,6 +345,13 @@ static void put_string(struct sink *k, const char *s, size_t len)
 		start = i + 1;
 	}
 	sink_put(k, s + start, len - start);
+}
+
+/* s as a JSON string. */
+static void put_string(struct sink *k, const char *s, size_t len)
+{
+	sink_put(k, "\"", 1);
+	put_escaped(k, s, len);
 	sink_put(k, "\"", 1);
 }
 
@@ -450,6 +461,127 @@ static bool put_by_text(struct sink *k, const PGresult *res, int row, int col,
 	return true;
 }
 
+/*
+ * A date, timestamp or timestamptz as to_json writes it. The text comes in
+ * the session's DateStyle ISO (pool.c), which is to_json's XSD style but
+ * for two things: the space between date and time is a 'T', and a zone
+ * offset of whole hours (TimeZone is UTC: always "+00") gets its minutes.
+ * "2020-01-04 10:00:00.5+00 BC" -> "2020-01-04T10:00:00.5+00:00 BC";
+ * "infinity" and dates stay as they are. Nothing in it needs escaping.
+ */
+static void put_datetime(struct sink *k, const char *v, size_t len, bool zone)
+{
+	size_t end = len, t;
+	bool bc = len > 3 && memcmp(v + len - 3, " BC", 3) == 0;
+
+	if (bc)
+		end -= 3;
+	if (!sink_room(k, len + 5)) /* quotes, 'T', ":00" */
+		return;
+	*k->p++ = '"';
+	for (t = 0; t < end && v[t] != ' '; t++)
+		;
+	memcpy(k->p, v, end);
+	if (t < end) {
+		size_t sign = end;
+
+		k->p[t] = 'T';
+		while (zone && sign > t && v[sign - 1] != '+' &&
+		       v[sign - 1] != '-')
+			sign--;
+		if (zone && sign > t && end - sign == 2) {
+			memcpy(k->p + end, ":00", 3);
+			k->p += 3;
+		}
+	}
+	k->p += end;
+	if (bc) {
+		memcpy(k->p, " BC", 3);
+		k->p += 3;
+	}
+	*k->p++ = '"';
+}
+
+/* An array element that array_out left unquoted, up to a ',' or '}':
+ * NULL, or an element of the kind's type. Returns where it ends. */
+static size_t put_bare_element(struct sink *k, const char *v, size_t len,
+			       size_t i, enum value_kind kind)
+{
+	size_t end = i;
+
+	while (end < len && v[end] != ',' && v[end] != '}')
+		end++;
+	if (end - i == 4 && memcmp(v + i, "NULL", 4) == 0)
+		sink_put(k, "null", 4);
+	else if (kind == VALUE_STRINGS)
+		put_string(k, v + i, end - i);
+	else if (kind == VALUE_BOOLS)
+		sink_put(k, v[i] == 't' ? "true" : "false",
+			 v[i] == 't' ? 4 : 5);
+	else
+		sink_put(k, v + i, end - i);
+	return end;
+}
+
+/* An element array_out quoted, from after its opening quote: a string
+ * whose '"' and '\\' come escaped with a backslash. Returns where its
+ * closing quote is. */
+static size_t put_quoted_element(struct sink *k, const char *v, size_t len,
+				 size_t i)
+{
+	size_t start = i;
+
+	sink_put(k, "\"", 1);
+	for (; i < len && v[i] != '"'; i++) {
+		if (v[i] != '\\')
+			continue;
+		put_escaped(k, v + start, i - start);
+		start = ++i; /* the escaped byte opens the next run */
+	}
+	put_escaped(k, v + start, (i < len ? i : len) - start);
+	sink_put(k, "\"", 1);
+	return i;
+}
+
+/*
+ * An array's text (array_out) as to_json writes it: braces become
+ * brackets at every depth, NULL null, and each element a string, a number
+ * or a bool by the element type (kind). The dimensions that array_out puts
+ * first when a lower bound is not 1 ("[0:1]={1,2}") are dropped, as
+ * to_json drops them. The element types here all use ',' between
+ * elements, and array_out adds no spaces.
+ */
+static void put_array(struct sink *k, const char *v, size_t len,
+		      enum value_kind kind)
+{
+	size_t i = 0;
+
+	if (len > 0 && v[0] == '[') {
+		while (i < len && v[i] != '=')
+			i++;
+		i++;
+	}
+	for (; i < len; i++) {
+		switch (v[i]) {
+		case '{':
+			sink_put(k, "[", 1);
+			break;
+		case '}':
+			sink_put(k, "]", 1);
+			break;
+		case ',':
+			sink_put(k, ",", 1);
+			break;
+		case '"':
+			i = put_quoted_element(k, v, len, i + 1);
+			break;
+		default:
+			i = put_bare_element(k, v, len, i, kind) - 1;
+			break;
+		}
+	}
+}
+
 static void put_value(struct sink *k, const PGresult *res, int row, int col,
 		      enum value_kind kind)
 {
@@ -479,6 +611,15 @@ static void put_value(struct sink *k, const PGresult *res, int row, int col,
 	case VALUE_STRING:
 		put_string(k, v, len);
 		return;
+	case VALUE_DATETIME:
+	case VALUE_TIMESTAMPTZ:
+		put_datetime(k, v, len, kind == VALUE_TIMESTAMPTZ);
+		return;
+	case VALUE_STRINGS:
+	case VALUE_INTEGERS:
+	case VALUE_BOOLS:
+		put_array(k, v, len, kind);
+		return;
 	case VALUE_VERBATIM:
 		break;
 	}
@@ -487,10 +628,43 @@ static void put_value(struct sink *k, const PGresult *res, int row, int col,
 
 /* ---- construction ---- */
 
-/* Type OIDs of int8, int2 and int4 (pg_type.dat: fixed for good). */
+/* Type OIDs (pg_type.dat: fixed for good). */
+enum {
+	OID_INT8 = 20,
+	OID_INT2 = 21,
+	OID_INT4 = 23,
+	OID_BOOL_ARRAY = 1000,
+	OID_INT2_ARRAY = 1005,
+	OID_INT4_ARRAY = 1007,
+	OID_TEXT_ARRAY = 1009,
+	OID_BPCHAR_ARRAY = 1014,
+	OID_VARCHAR_ARRAY = 1015,
+	OID_INT8_ARRAY = 1016,
+	OID_TIMESTAMPTZ = 1184,
+};
+
 static bool is_integer_type(Oid type)
 {
-	return type == 20 || type == 21 || type == 23;
+	return type == OID_INT8 || type == OID_INT2 || type == OID_INT4;
+}
+
+/* The arrays RENDER_ARRAY covers (schema.c's catalog query), by the
+ * element's kind. */
+static enum value_kind array_kind(Oid type)
+{
+	switch (type) {
+	case OID_TEXT_ARRAY:
+	case OID_VARCHAR_ARRAY:
+	case OID_BPCHAR_ARRAY:
+		return VALUE_STRINGS;
+	case OID_INT2_ARRAY:
+	case OID_INT4_ARRAY:
+	case OID_INT8_ARRAY:
+		return VALUE_INTEGERS;
+	case OID_BOOL_ARRAY:
+		return VALUE_BOOLS;
+	}
+	return VALUE_STRING; /* not one of them: never from the catalog */
 }
 
 /* type: the column's, or InvalidOid before the result is known. */
@@ -503,6 +677,11 @@ static enum value_kind kind_of(enum schema_render render, Oid type)
 		return VALUE_BOOL;
 	case RENDER_STRING:
 		return VALUE_STRING;
+	case RENDER_DATETIME:
+		return type == OID_TIMESTAMPTZ ? VALUE_TIMESTAMPTZ
+					       : VALUE_DATETIME;
+	case RENDER_ARRAY:
+		return array_kind(type);
 	case RENDER_RAW:
 	case RENDER_TO_JSON:
 		break;

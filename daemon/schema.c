@@ -22,7 +22,9 @@
  * cannot change what it calls. Partitions are left out (their parent is the
  * model) and so are the FK constraints PostgreSQL clones onto partitions
  * (conparentid <> 0). Domains are followed down to their base type for the
- * render kind, but keep their own name for casts.
+ * render kind, but keep their own name for casts. The arrays rendered in C
+ * ('array') are bool[], int2[], int4[], text[], bpchar[], varchar[] and
+ * int8[], by type OID (graph.c's array_kind has the same list).
  */
 static const char *const catalog_sql_parts[] = {
 	"WITH RECURSIVE tabs AS (\n"
@@ -54,7 +56,9 @@ static const char *const catalog_sql_parts[] = {
 	"    || '\".\"' || pg_catalog.replace(ct.typname, '\"', '\"\"')\n"
 	"    || '\"'\n"
 	"  END AS cast,\n"
-	"  CASE WHEN bt.typcategory = 'A' OR bt.typtype = 'c' THEN 'to_json'\n"
+	"  CASE WHEN bt.oid IN (1000, 1005, 1007, 1009, 1014, 1015, 1016)\n"
+	"   THEN 'array'\n"
+	"   WHEN bt.typcategory = 'A' OR bt.typtype = 'c' THEN 'to_json'\n"
 	"   WHEN bt.typnamespace <> 'pg_catalog'::pg_catalog.regnamespace\n"
 	"    THEN 'string'\n"
 	"   WHEN bt.typname IN ('int2', 'int4', 'int8', 'float4', 'float8',\n"
@@ -62,7 +66,7 @@ static const char *const catalog_sql_parts[] = {
 	"   WHEN bt.typname = 'bool' THEN 'bool'\n"
 	"   WHEN bt.typname IN ('json', 'jsonb') THEN 'raw'\n"
 	"   WHEN bt.typname IN ('date', 'timestamp', 'timestamptz')\n"
-	"    THEN 'to_json'\n"
+	"    THEN 'datetime'\n"
 	"   ELSE 'string'\n"
 	"  END AS render\n"
 	" FROM domains d\n"
@@ -153,8 +157,9 @@ const char *schema_catalog_sql(void)
 }
 
 static const char *const render_names[] = {
-	[RENDER_NUMBER] = "number",   [RENDER_BOOL] = "bool",
-	[RENDER_STRING] = "string",   [RENDER_RAW] = "raw",
+	[RENDER_NUMBER] = "number",	[RENDER_BOOL] = "bool",
+	[RENDER_STRING] = "string",	[RENDER_RAW] = "raw",
+	[RENDER_DATETIME] = "datetime", [RENDER_ARRAY] = "array",
 	[RENDER_TO_JSON] = "to_json",
 };
 

@@ -20,13 +20,17 @@
 /* How a column's text value becomes JSON, so that the result equals
  * PostgreSQL's to_json() (DESIGN.md §1). */
 enum schema_render {
-	RENDER_NUMBER,	/* int2/4/8, float4/8, numeric: bare, but NaN and
+	RENDER_NUMBER,	 /* int2/4/8, float4/8, numeric: bare, but NaN and
 			   Infinity quoted, as to_json does */
-	RENDER_BOOL,	/* 't'/'f' -> true/false */
-	RENDER_STRING,	/* text output, JSON-escaped (text, uuid, time, ...) */
-	RENDER_RAW,	/* json/jsonb: the text is JSON already */
-	RENDER_TO_JSON, /* date/timestamp[tz]/arrays/composites: the planner
-			   selects to_json(col) and the text is embedded raw */
+	RENDER_BOOL,	 /* 't'/'f' -> true/false */
+	RENDER_STRING,	 /* text output, JSON-escaped (text, uuid, time, ...) */
+	RENDER_RAW,	 /* json/jsonb: the text is JSON already */
+	RENDER_DATETIME, /* date/timestamp[tz]: the ISO text, made to_json's
+			    (graph.c) */
+	RENDER_ARRAY,	 /* text/varchar/bpchar/int2/int4/int8/bool arrays:
+			    array_out's text, made to_json's (graph.c) */
+	RENDER_TO_JSON,	 /* other arrays, composites: the planner selects
+			    to_json(col) and the text is embedded raw */
 };
 
 struct schema_column {

@@ -331,6 +331,67 @@ START_TEST(test_values_match_hand_written_literals)
 }
 END_TEST
 
+/* Values the demo data has none of, for the types prefetchd renders from
+ * their text (graph.c: put_datetime, put_array): BC, infinity and 5-digit
+ * years; multidimensional arrays, arrays with lower bounds other than 1,
+ * elements array_out quotes (empty, "NULL", spaces, quotes, backslashes,
+ * braces, commas, control characters) and NULLs; domains over both. */
+static void ensure_edge_data(void)
+{
+	db_exec("DO $$ BEGIN IF to_regclass('pfedge.edge') IS NULL THEN "
+		"CREATE SCHEMA IF NOT EXISTS pfedge; "
+		"CREATE DOMAIN pfedge.day AS date; "
+		"CREATE DOMAIN pfedge.words AS text[]; "
+		"CREATE TABLE pfedge.edge (id int PRIMARY KEY, d date, "
+		"ts timestamp, tz timestamptz, dd pfedge.day, "
+		"t text[], v varchar(10)[], c char(3)[], w pfedge.words, "
+		"i2 int2[], i4 int4[], i8 int8[], b bool[]); "
+		"INSERT INTO pfedge.edge VALUES "
+		"(1, '0044-03-15 BC', '0044-03-15 12:00:01.5 BC', "
+		" '0044-03-15 12:00:01.5+00 BC', '2000-02-29', "
+		" ARRAY['', 'NULL', 'null', 'a b', 'q\"x', 'back\\s', "
+		"  '{x}', 'a,b', E'tab\there', E'nl\n', E'\\u0001', "
+		"  'é ☃ 🐈', NULL], "
+		" '{x,NULL,\"y z\"}', '{a,\"b c\"}', '{}', "
+		" '{-32768,0,32767}', '[0:2]={1,NULL,-2}', "
+		" '{-9223372036854775808,9223372036854775807}', "
+		" '{t,f,NULL}'), "
+		"(2, 'infinity', '-infinity', 'infinity', '-infinity', "
+		" '{{a,b},{c,NULL}}', '{}', '{}', '{{\"\"}}', '{}', "
+		" '[-1:0][2:3]={{1,2},{3,4}}', '{}', '{}'), "
+		"(3, '12345-06-07', '12345-06-07 08:09:10', "
+		" '12345-06-07 08:09:10.000001+00', '1970-01-01', "
+		" '{only}', '{\"\"}', NULL, NULL, NULL, '{1}', NULL, '{f}'), "
+		"(4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+		" NULL, NULL, NULL); "
+		"END IF; END $$");
+}
+
+START_TEST(test_edge_values_render_as_to_json)
+{
+	static const char *const args[] = {"--schemas", "pfedge", NULL};
+	struct pfd *p;
+	struct http_res res;
+	char *want_text;
+
+	ensure_edge_data();
+	p = pfd_start(args);
+	ck_assert_msg(pfd_wait_ready(p, READY_MS) == 0,
+		      "not ready within %d ms; log:\n%s", READY_MS, pfd_log(p));
+	want_text = db_text("SET TimeZone = 'UTC'; "
+			    "SELECT json_agg(to_json(e) ORDER BY e.id) "
+			    "FROM pfedge.edge e");
+	query_one_statement(p, "{\"model\": \"edge\"}", &res);
+	ck_assert_int_eq(json_array_size(json_object_get(res.json, "results")),
+			 4);
+	assert_same_values(&res, want_text);
+	free(want_text);
+	http_res_cleanup(&res);
+	ck_assert_int_eq(pfd_stop(p), 0);
+	pfd_free(p);
+}
+END_TEST
+
 Suite *values_suite(void)
 {
 	Suite *s = suite_create("values");
@@ -341,6 +402,7 @@ Suite *values_suite(void)
 			    (int)N(tables));
 	tcase_add_loop_test(tc, test_values_match_hand_written_literals, 0,
 			    (int)N(literals));
+	tcase_add_test(tc, test_edge_values_render_as_to_json);
 	suite_add_tcase(s, tc);
 	return s;
 }
