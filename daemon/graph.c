@@ -29,6 +29,9 @@ struct keyhash {
 	int *head;
 	int *tail;
 	int *next;
+	int64_t *ints; /* each row's key when the key column is an integer
+			  type (most keys): a probe compares numbers, not
+			  text read through libpq */
 };
 
 /* A JSON key ready to write: `,"name":` escaped once per plan, or
@@ -780,6 +783,7 @@ static void hash_cleanup(struct keyhash *h)
 	free(h->head);
 	free(h->tail);
 	free(h->next);
+	free(h->ints);
 	memset(h, 0, sizeof(*h));
 }
 
@@ -890,15 +894,48 @@ static size_t find_slot(const int *table, size_t mask, const PGresult *res,
 	}
 }
 
+/* The value of an int2/int4/int8 column's text: '-' and digits, always
+ * in range (PostgreSQL's own output). */
+static int64_t integer_of(const char *s)
+{
+	bool negative = *s == '-';
+	uint64_t v = 0;
+
+	for (s += negative; *s >= '0' && *s <= '9'; s++)
+		v = v * 10 + (uint64_t)(*s - '0');
+	return negative ? (int64_t)(0 - v) : (int64_t)v;
+}
+
+static size_t hash_integer(int64_t v)
+{
+	uint64_t h = (uint64_t)v * UINT64_C(0x9e3779b97f4a7c15);
+
+	return (size_t)(h ^ (h >> 29));
+}
+
+/* find_slot for integer keys: ints holds each row's key. */
+static size_t find_integer_slot(const int *table, size_t mask,
+				const int64_t *ints, int64_t key)
+{
+	size_t i = hash_integer(key) & mask;
+
+	while (table[i] != 0 && ints[table[i] - 1] != key)
+		i = (i + 1) & mask;
+	return i;
+}
+
 static int hash_build(struct keyhash *h, const PGresult *res, int col)
 {
 	int n = ntuples(res);
 	size_t cap = table_size((size_t)n);
+	bool integers = n > 0 && is_integer_type(PQftype(res, col));
 
 	h->head = calloc(cap, sizeof(int));
 	h->tail = calloc(cap, sizeof(int));
 	h->next = calloc((size_t)n + 1, sizeof(int));
-	if (!h->head || !h->tail || !h->next) {
+	if (integers)
+		h->ints = malloc((size_t)n * sizeof(*h->ints));
+	if (!h->head || !h->tail || !h->next || (integers && !h->ints)) {
 		hash_cleanup(h);
 		return -1;
 	}
@@ -909,7 +946,13 @@ static int hash_build(struct keyhash *h, const PGresult *res, int col)
 
 		if (!cell(res, row, col, &key, &len))
 			continue;
-		i = find_slot(h->head, h->mask, res, col, key, len);
+		if (h->ints) {
+			h->ints[row] = integer_of(key);
+			i = find_integer_slot(h->head, h->mask, h->ints,
+					      h->ints[row]);
+		} else {
+			i = find_slot(h->head, h->mask, res, col, key, len);
+		}
 		if (h->head[i] == 0)
 			h->head[i] = row + 1;
 		else
@@ -941,6 +984,12 @@ static int hash_first(const struct graph *g, const struct keyhash *h, int q,
 
 	if (!res || !cell(pres, row, col, &key, &len))
 		return 0;
+	/* Numbers compare equal whatever the width: an int4 column may
+	 * reference an int8 key. A key of another type is compared as
+	 * text. */
+	if (h->ints && is_integer_type(PQftype(pres, col)))
+		return h->head[find_integer_slot(h->head, h->mask, h->ints,
+						 integer_of(key))];
 	return h->head[find_slot(h->head, h->mask, res,
 				 g->plan->queries[q].key_col, key, len)];
 }

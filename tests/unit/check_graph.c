@@ -211,6 +211,41 @@ START_TEST(test_reverse_fk_lists_children_in_order_and_empty_when_none)
 }
 END_TEST
 
+/* Integer keys are matched as numbers (graph.c keeps them parsed): an
+ * int4 parent key finds its int8 children, negative ones too (and 1 not
+ * -1's), and a NULL key matches nothing. */
+START_TEST(test_integer_keys_match_across_widths)
+{
+	struct plan p;
+	struct plan_query q[2];
+	struct plan_node n[2];
+	struct plan_edge e[1];
+	struct graph *g;
+	Oid parent_types[] = {INT4OID, TEXTOID};
+	Oid child_types[] = {INT4OID, TEXTOID, INT8OID};
+
+	author_books_plan(&p, q, n, e);
+	g = graph_new(&p);
+	ck_assert_ptr_nonnull(g);
+	graph_set_result(g, 0,
+			 mkres_typed(2, 4, parent_types,
+				     CELLS("-1", "Neg", "2", "Two", "3",
+					   "Three", "1", "One")));
+	graph_set_result(g, 1,
+			 mkres_typed(3, 4, child_types,
+				     CELLS("10", "A", "-1", "11", "B", "2",
+					   "12", "C", NULL, "13", "D", "-1")));
+	assert_json(g, "[{\"id\":-1,\"name\":\"Neg\",\"book_set\":["
+		       "{\"id\":10,\"title\":\"A\"},"
+		       "{\"id\":13,\"title\":\"D\"}]},"
+		       "{\"id\":2,\"name\":\"Two\",\"book_set\":["
+		       "{\"id\":11,\"title\":\"B\"}]},"
+		       "{\"id\":3,\"name\":\"Three\",\"book_set\":[]},"
+		       "{\"id\":1,\"name\":\"One\",\"book_set\":[]}]");
+	graph_free(g);
+}
+END_TEST
+
 START_TEST(test_skipped_query_gives_empty_lists)
 {
 	struct plan p;
@@ -1042,6 +1077,7 @@ Suite *graph_suite(void)
 	tcase_add_test(
 		tc,
 		test_reverse_fk_lists_children_in_order_and_empty_when_none);
+	tcase_add_test(tc, test_integer_keys_match_across_widths);
 	tcase_add_test(tc, test_skipped_query_gives_empty_lists);
 	tcase_add_test(tc,
 		       test_empty_main_result_is_an_empty_array_without_keys);
