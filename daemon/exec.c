@@ -207,12 +207,14 @@ static void forget_params(struct exec *ex, int q)
 	ex->qs[q].params = NULL;
 }
 
-/* The bytes libpq keeps for a result, which the graph holds until the
- * request ends: counted in the rows budget (budget_hold, per batch). */
-static void count_bytes(struct exec *ex, const PGresult *res)
+/* The bytes libpq keeps for result q and the graph's index over it, which
+ * the graph holds until the request ends: counted in the rows budget
+ * (budget_hold, per batch). */
+static void count_bytes(struct exec *ex, const PGresult *res, int q)
 {
 	if (ex->bu)
-		ex->batch_bytes += PQresultMemorySize(res);
+		ex->batch_bytes +=
+			PQresultMemorySize(res) + graph_index_bytes(ex->g, q);
 }
 
 static void take_result(struct exec *ex, size_t i, double ms)
@@ -237,8 +239,8 @@ static void take_result(struct exec *ex, size_t i, double ms)
 	}
 	ex->qs[q].rows = PQntuples(res);
 	ex->stats.rows += ex->qs[q].rows;
-	count_bytes(ex, res);
 	graph_set_result(ex->g, q, res);
+	count_bytes(ex, res, q);
 	ex->qs[q].known = true;
 }
 

@@ -924,6 +924,20 @@ static size_t find_integer_slot(const int *table, size_t mask,
 	return i;
 }
 
+size_t graph_index_bytes(const struct graph *g, int q)
+{
+	const PGresult *res = g->res[q];
+	const struct plan_query *pq = &g->plan->queries[q];
+	size_t n = (size_t)ntuples(res);
+
+	if (!pq->keyed || n == 0)
+		return 0;
+	/* what hash_build allocates */
+	return table_size(n) * 2 * sizeof(int) + (n + 1) * sizeof(int) +
+	       (is_integer_type(PQftype(res, pq->key_col)) ? n * sizeof(int64_t)
+							   : 0);
+}
+
 static int hash_build(struct keyhash *h, const PGresult *res, int col)
 {
 	int n = ntuples(res);

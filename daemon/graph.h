@@ -35,6 +35,11 @@ void graph_set_result(struct graph *g, int q, PGresult *res);
  */
 char *graph_keys(struct graph *g, int q, size_t *nkeys);
 
+/* The bytes the graph will hold for result q besides the rows themselves:
+ * the index from key to rows that it builds over a keyed query's result
+ * (about 32 bytes a row). The rows budget counts them with the rows. */
+size_t graph_index_bytes(const struct graph *g, int q);
+
 /* Rows of every result handed over so far. */
 long graph_rows(const struct graph *g);
 

@@ -840,9 +840,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 	snprintf(r->path, sizeof(r->path), "%s", path ? path : "?");
 	set_request_id(r);
 	r->evcon = evhttp_request_get_connection(req);
-	if (r->evcon) {
+	if (r->evcon)
 		evhttp_connection_set_closecb(r->evcon, on_client_close, r);
-	}
 	r->debug = query && strstr(query, "debug=1");
 
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {

@@ -246,6 +246,45 @@ START_TEST(test_integer_keys_match_across_widths)
 }
 END_TEST
 
+/* The index over a keyed result, which the rows budget counts: none for
+ * the main query; per row, 3 ints and a slot pair at least, and the parsed
+ * key when it is an integer (graph.c's hash_build). */
+START_TEST(test_index_bytes_follow_the_rows)
+{
+	struct plan p;
+	struct plan_query q[2];
+	struct plan_node n[2];
+	struct plan_edge e[1];
+	struct graph *g;
+	Oid child_types[] = {INT4OID, TEXTOID, INT8OID};
+	const char *cells[3 * 1000];
+	char ids[1000][8];
+	size_t text_bytes, integer_bytes;
+
+	for (int r = 0; r < 1000; r++) {
+		snprintf(ids[r], sizeof(ids[r]), "%d", r);
+		cells[3 * r] = ids[r];
+		cells[3 * r + 1] = "t";
+		cells[3 * r + 2] = ids[r / 10];
+	}
+	author_books_plan(&p, q, n, e);
+	g = graph_new(&p);
+	graph_set_result(g, 0, mkres(2, 1, CELLS("1", "A")));
+	ck_assert_uint_eq(graph_index_bytes(g, 0), 0);
+	graph_set_result(g, 1, mkres(3, 1000, cells));
+	text_bytes = graph_index_bytes(g, 1);
+	graph_set_result(g, 1, mkres_typed(3, 1000, child_types, cells));
+	integer_bytes = graph_index_bytes(g, 1);
+	ck_assert_msg(text_bytes >= 1000 * 3 * sizeof(int) &&
+			      text_bytes <= 1000 * 10 * sizeof(int),
+		      "%zu bytes for 1,000 text keys", text_bytes);
+	ck_assert_uint_eq(integer_bytes, text_bytes + 1000 * sizeof(int64_t));
+	graph_set_result(g, 1, NULL);
+	ck_assert_uint_eq(graph_index_bytes(g, 1), 0);
+	graph_free(g);
+}
+END_TEST
+
 START_TEST(test_skipped_query_gives_empty_lists)
 {
 	struct plan p;
@@ -1078,6 +1117,7 @@ Suite *graph_suite(void)
 		tc,
 		test_reverse_fk_lists_children_in_order_and_empty_when_none);
 	tcase_add_test(tc, test_integer_keys_match_across_widths);
+	tcase_add_test(tc, test_index_bytes_follow_the_rows);
 	tcase_add_test(tc, test_skipped_query_gives_empty_lists);
 	tcase_add_test(tc,
 		       test_empty_main_result_is_an_empty_array_without_keys);
