@@ -21,7 +21,7 @@
  * PostgreSQL's to_json() (DESIGN.md §1). */
 enum schema_render {
 	RENDER_NUMBER,	 /* int2/4/8, float4/8, numeric: bare, but NaN and
-			   Infinity quoted, as to_json does */
+			    Infinity quoted, as to_json does */
 	RENDER_BOOL,	 /* 't'/'f' -> true/false */
 	RENDER_STRING,	 /* text output, JSON-escaped (text, uuid, time, ...) */
 	RENDER_RAW,	 /* json/jsonb: the text is JSON already */
