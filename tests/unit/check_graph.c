@@ -795,6 +795,24 @@ static void assert_buffer(struct evbuffer *b, const char *want, size_t wlen)
 		      len, wlen, i, got ? got + i : "", want + i);
 }
 
+/* g's answer written whole into the empty b, then again in the ranges of
+ * main objects that cuts marks (0 first, the count last) between brackets
+ * of the caller's: both times exactly want. */
+static void assert_whole_and_in_ranges(struct graph *g, struct evbuffer *b,
+				       const size_t *cuts, size_t ncuts,
+				       const char *want, size_t wlen)
+{
+	ck_assert_int_eq(graph_write(g, b), 0);
+	assert_buffer(b, want, wlen);
+	evbuffer_drain(b, evbuffer_get_length(b));
+	evbuffer_add(b, "[", 1);
+	for (size_t i = 0; i + 1 < ncuts; i++)
+		ck_assert_int_eq(graph_write_range(g, b, cuts[i], cuts[i + 1]),
+				 0);
+	evbuffer_add(b, "]", 1);
+	assert_buffer(b, want, wlen);
+}
+
 /* Every byte value at every position relative to the 8-byte words the
  * writer scans (and in the tail after the last whole word), in strings of
  * 1 to 27 bytes, written one after the other into one evbuffer. */
@@ -919,16 +937,8 @@ START_TEST(test_many_values_across_reservations)
 	}
 	*w++ = ']';
 	graph_set_result(g, 0, mkres(1, ROWS, cells));
-	ck_assert_int_eq(graph_write(g, b), 0);
-	assert_buffer(b, want, (size_t)(w - want));
-
-	evbuffer_drain(b, evbuffer_get_length(b));
-	evbuffer_add(b, "[", 1);
-	for (size_t i = 0; i + 1 < N(cuts); i++)
-		ck_assert_int_eq(graph_write_range(g, b, cuts[i], cuts[i + 1]),
-				 0);
-	evbuffer_add(b, "]", 1);
-	assert_buffer(b, want, (size_t)(w - want));
+	assert_whole_and_in_ranges(g, b, cuts, N(cuts), want,
+				   (size_t)(w - want));
 
 	evbuffer_free(b);
 	free(cells);
@@ -1005,16 +1015,8 @@ START_TEST(test_long_keys_and_integers_across_reservations)
 	}
 	*w++ = ']';
 	graph_set_result(g, 0, mkres_typed(COLS, ROWS, types, cells));
-	ck_assert_int_eq(graph_write(g, b), 0);
-	assert_buffer(b, want, (size_t)(w - want));
-
-	evbuffer_drain(b, evbuffer_get_length(b));
-	evbuffer_add(b, "[", 1);
-	for (size_t i = 0; i + 1 < N(cuts); i++)
-		ck_assert_int_eq(graph_write_range(g, b, cuts[i], cuts[i + 1]),
-				 0);
-	evbuffer_add(b, "]", 1);
-	assert_buffer(b, want, (size_t)(w - want));
+	assert_whole_and_in_ranges(g, b, cuts, N(cuts), want,
+				   (size_t)(w - want));
 
 	evbuffer_free(b);
 	free(cells);
