@@ -445,6 +445,15 @@ static void put_integer(struct sink *k, const char *v)
 		sink_put(k, v + i, strlen(v + i));
 }
 
+/* A bool's text, 't' or 'f', as JSON. */
+static void put_bool(struct sink *k, char text)
+{
+	if (text == 't')
+		sink_put(k, "true", 4);
+	else
+		sink_put(k, "false", 5);
+}
+
 /* The values that need only their text, not its length: integers (see
  * put_integer) and bools ('t' or 'f'). Neither is ever empty text, so an
  * empty one (PQgetvalue gives "" for NULL) is left to put_value: false. */
@@ -457,10 +466,8 @@ static bool put_by_text(struct sink *k, const PGresult *res, int row, int col,
 		return false;
 	if (kind == VALUE_INTEGER)
 		put_integer(k, v);
-	else if (v[0] == 't')
-		sink_put(k, "true", 4);
 	else
-		sink_put(k, "false", 5);
+		put_bool(k, v[0]);
 	return true;
 }
 
@@ -519,8 +526,7 @@ static size_t put_bare_element(struct sink *k, const char *v, size_t len,
 	else if (kind == VALUE_STRINGS)
 		put_string(k, v + i, end - i);
 	else if (kind == VALUE_BOOLS)
-		sink_put(k, v[i] == 't' ? "true" : "false",
-			 v[i] == 't' ? 4 : 5);
+		put_bool(k, v[i]);
 	else
 		sink_put(k, v + i, end - i);
 	return end;
@@ -606,10 +612,7 @@ static void put_value(struct sink *k, const PGresult *res, int row, int col,
 			put_string(k, v, len);
 		return;
 	case VALUE_BOOL:
-		if (v[0] == 't')
-			sink_put(k, "true", 4);
-		else
-			sink_put(k, "false", 5);
+		put_bool(k, v[0]);
 		return;
 	case VALUE_STRING:
 		put_string(k, v, len);

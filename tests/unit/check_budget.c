@@ -73,6 +73,13 @@ static struct budget_stats stats(const struct budget *b)
 	return st;
 }
 
+/* Everything held or reserved has come back. */
+static void assert_all_given_back(const struct budget *b)
+{
+	ck_assert_int_eq(stats(b).held, 0);
+	ck_assert_int_eq(stats(b).reserved, 0);
+}
+
 /* A shape whose last complete request held bytes (taught by one that ran
  * alone, before the test's users start). */
 static uint64_t shape(struct budget *b, const char *sql, size_t bytes)
@@ -105,8 +112,7 @@ START_TEST(test_requests_that_fit_are_admitted_at_once)
 	struct budget_user *u0, *u1;
 	struct ticket t0 = {0}, t1 = {1};
 
-	ck_assert_int_eq(stats(b).held, 0);
-	ck_assert_int_eq(stats(b).reserved, 0);
+	assert_all_given_back(b);
 	u0 = ask(b, s40, 1, &t0);
 	ck_assert_int_eq(stats(b).reserved, 40);
 	budget_hold(u0, 45); /* past its estimate: held 45, reserved 0 */
@@ -118,8 +124,7 @@ START_TEST(test_requests_that_fit_are_admitted_at_once)
 	ck_assert_int_eq(stats(b).waits, 0);
 	budget_user_free(u0);
 	budget_user_free(u1);
-	ck_assert_int_eq(stats(b).held, 0);
-	ck_assert_int_eq(stats(b).reserved, 0);
+	assert_all_given_back(b);
 	run_loop();
 	ck_assert_int_eq(seen.nadmitted, 0); /* admitted at once: no cb */
 	budget_free(b);
@@ -152,7 +157,7 @@ START_TEST(test_a_request_past_the_limit_waits_for_a_release)
 	ck_assert_int_eq(stats(b).held, 70);
 	ck_assert_int_eq(stats(b).reserved, 0);
 	budget_user_free(u1);
-	ck_assert_int_eq(stats(b).held, 0);
+	assert_all_given_back(b);
 	budget_free(b);
 }
 END_TEST
@@ -195,8 +200,7 @@ START_TEST(test_the_reservation_shrinks_as_held_grows)
 	budget_user_free(u0);
 	ck_assert_int_eq(stats(b).held, 30);
 	budget_user_free(u1);
-	ck_assert_int_eq(stats(b).held, 0);
-	ck_assert_int_eq(stats(b).reserved, 0);
+	assert_all_given_back(b);
 	budget_free(b);
 }
 END_TEST
@@ -307,8 +311,7 @@ START_TEST(test_fifo_order_and_the_blocked_head)
 	budget_user_free(u1);
 	budget_user_free(u2);
 	budget_user_free(u4);
-	ck_assert_int_eq(stats(b).held, 0);
-	ck_assert_int_eq(stats(b).reserved, 0);
+	assert_all_given_back(b);
 	budget_free(b);
 }
 END_TEST
@@ -341,8 +344,7 @@ START_TEST(test_the_oldest_passes_a_blocked_head)
 	budget_user_free(d);
 	budget_user_free(head); /* waiting: leaves the queue */
 	ck_assert_int_eq(stats(b).waiting, 0);
-	ck_assert_int_eq(stats(b).held, 0);
-	ck_assert_int_eq(stats(b).reserved, 0);
+	assert_all_given_back(b);
 	run_loop();
 	ck_assert_int_eq(seen.nadmitted, 1);
 	budget_free(b);
@@ -384,7 +386,7 @@ START_TEST(test_an_unknown_shape_reserves_all_that_is_free)
 	budget_user_free(u1);
 	budget_user_free(a);
 	ck_assert_int_eq(stats(b).reserved, 0);
-	ck_assert_int_eq(stats(b).held, 0);
+	assert_all_given_back(b);
 	budget_free(b);
 }
 END_TEST
@@ -412,8 +414,7 @@ START_TEST(test_a_cancelled_wait_never_fires_and_frees_its_place)
 	ck_assert_int_eq(seen.nadmitted, 1);
 	budget_user_free(u1);
 	budget_user_free(u2);
-	ck_assert_int_eq(stats(b).reserved, 0);
-	ck_assert_int_eq(stats(b).held, 0);
+	assert_all_given_back(b);
 	ck_assert_int_eq(stats(b).waits, 2);
 	budget_free(b);
 }
@@ -456,7 +457,7 @@ START_TEST(test_no_limit_admits_everything_and_counts)
 	ck_assert_int_eq(stats(b).waits, 0);
 	for (int i = 0; i < 4; i++)
 		budget_user_free(u[i]);
-	ck_assert_int_eq(stats(b).held, 0);
+	assert_all_given_back(b);
 	budget_free(b);
 }
 END_TEST
@@ -535,8 +536,7 @@ START_TEST(test_sizes_are_learned_per_shape_when_a_request_completes)
 	ck_assert(!budget_estimate(b, h, &bytes));
 	ck_assert(budget_estimate(b, h + 256, &bytes));
 	ck_assert_int_eq(bytes, 0);
-	ck_assert_int_eq(stats(b).held, 0);
-	ck_assert_int_eq(stats(b).reserved, 0);
+	assert_all_given_back(b);
 	budget_free(b);
 }
 END_TEST
