@@ -55,19 +55,6 @@ struct budget {
 
 /* ---- the learned sizes ---- */
 
-uint64_t budget_hash(uint64_t h, const char *text)
-{
-	const unsigned char *p = (const unsigned char *)text;
-
-	if (h == 0)
-		h = 14695981039346656037ULL; /* FNV-1a */
-	/* The NUL too: "ab" + "c" is not "a" + "bc". */
-	do
-		h = (h ^ *p) * 1099511628211ULL;
-	while (*p++);
-	return h ? h : 1;
-}
-
 static size_t slot_of(uint64_t shape)
 {
 	return (size_t)(shape % LEARNED_SLOTS);

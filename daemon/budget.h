@@ -32,11 +32,6 @@ void budget_free(struct budget *b);
 
 /* ---- the learned sizes ---- */
 
-/* Folds text into the hash h (0 to start); never returns 0. A request's
- * shape is the hash of its plan's SQL texts, which depend on the shape
- * only. */
-uint64_t budget_hash(uint64_t h, const char *text);
-
 /* The bytes the last complete request of this shape held. false when this
  * process has not seen one (or forgot it: the table is small and a
  * collision overwrites). */
@@ -45,7 +40,8 @@ bool budget_estimate(const struct budget *b, uint64_t shape, size_t *bytes);
 /* ---- admission ---- */
 
 /* One per request, from its start: the order of starts decides which
- * request is the oldest. shape: see budget_hash. NULL when out of
+ * request is the oldest. shape: the text_hash of its plan's SQL
+ * texts, which depend on the shape only. NULL when out of
  * memory. */
 struct budget_user *budget_user_new(struct budget *b, uint64_t shape);
 /* Gives back everything the user holds or reserves and leaves the queue

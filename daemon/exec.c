@@ -16,16 +16,21 @@
 #include <time.h>
 
 #include "clock.h"
+#include "hash.h"
 #include "log.h"
+#include "planmode.h"
 
 static const char SQL_BEGIN[] =
 	"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
-/* plan_cache_mode for the rest of the transaction: see choose_plans. */
-static const char SQL_GENERIC_PLANS[] =
-	"SET LOCAL plan_cache_mode = force_generic_plan";
-static const char SQL_AUTO_PLANS[] = "SET LOCAL plan_cache_mode = auto";
+/* plan_cache_mode for the rest of the transaction, by enum plan_mode: see
+ * set_plan_mode. */
+static const char *const SQL_PLAN_MODE[] = {
+	[PLAN_AUTO] = "SET LOCAL plan_cache_mode = auto",
+	[PLAN_GENERIC] = "SET LOCAL plan_cache_mode = force_generic_plan",
+	[PLAN_CUSTOM] = "SET LOCAL plan_cache_mode = force_custom_plan",
+};
 
 enum exec_state {
 	EX_WAIT_BUDGET, /* queued by the rows budget: no connection yet */
@@ -44,6 +49,8 @@ struct exec_query {
 	const char **params; /* as sent */
 	long rows;
 	double ms;
+	enum plan_mode mode; /* the plan it ran on */
+	uint64_t plan_key;   /* its planmode_key, when planmode chose */
 };
 
 /* A statement of the batch in flight: q is its plan query, or -1 for
@@ -66,10 +73,10 @@ struct exec {
 	struct pool_stmt *stmts;
 	int *stmt_query;
 	size_t nstmts;
-	bool began;	    /* BEGIN sent */
-	bool in_tx;	    /* BEGIN sent, no COMMIT done yet */
-	bool generic_plans; /* the transaction forces generic plans */
-	double t_first;	    /* ms, monotonic; 0 = nothing sent */
+	bool began;	     /* BEGIN sent */
+	bool in_tx;	     /* BEGIN sent, no COMMIT done yet */
+	enum plan_mode mode; /* the transaction's plan_cache_mode so far */
+	double t_first;	     /* ms, monotonic; 0 = nothing sent */
 	double t_batch;
 	double t_last;
 	struct exec_stats stats;
@@ -231,6 +238,10 @@ static void take_result(struct exec *ex, size_t i, double ms)
 		return;
 	}
 	ex->qs[q].ms = ms;
+	if (!bad && ex->qs[q].plan_key)
+		planmode_learn(ex->opt.plans, ex->qs[q].plan_key,
+			       ex->qs[q].mode,
+			       ex->stmts[i].done_ms - ex->t_batch);
 	if (!ex->opt.debug)
 		forget_params(ex, q);
 	if (bad) {
@@ -313,33 +324,49 @@ static void add_stmt(struct exec *ex, const char *sql, int q)
 }
 
 /*
- * From this many keys a keyed query goes unprepared, so PostgreSQL plans it
- * for its actual key array. A prepared statement switches to its generic
- * plan after five executions, and that plan assumes a 10-element array: for
- * 10,000 authors' books it picks the author_id index and a sort that spills
- * 13 MB, where the custom plan reads the primary key in order (pgbench, one
- * execution: 303 vs 227 ms at 10,000 keys, 97 vs 78 at 3,000, even at 300;
- * planning 10,000 keys costs 4 ms). Below it, the prepared statement's saved
- * parse and plan win.
+ * From this many keys a keyed query always runs on a custom plan, made for
+ * its actual keys: timing its generic plan would cost too much. That plan
+ * assumes a 10-element array: for 10,000 authors' books it picks the
+ * author_id index and a sort that spills 13 MB, where the custom plan reads
+ * the primary key in order (pgbench, one execution: 303 vs 227 ms at 10,000
+ * keys, 97 vs 78 at 3,000); planning 10,000 keys costs 4 ms.
  */
 #define CUSTOM_PLAN_MIN_KEYS 1000
 
 /*
- * Below CUSTOM_PLAN_MIN_KEYS a keyed query runs on its generic plan, always.
- * Left to choose, PostgreSQL compares the generic plan's cost, made for a
- * 10-key array, with the custom plans' it has seen: with a few keys the
- * custom plan looks cheaper, and it plans every execution anew, for a plan
- * of the same shape (one parent's [:5] of its comments: 5,900 -> 8,000
- * requests/s when forced; from about 10 keys it picks the generic plan by
- * itself). The main query keeps PostgreSQL's choice: its parameters are
- * the client's filter values, where a custom plan can matter.
+ * The plan query q runs on. Below CUSTOM_PLAN_MIN_KEYS, planmode's, which
+ * times both (planmode.h). PostgreSQL's own choice compares estimated
+ * costs, the generic plan's made for a 10-key array: with one key it plans
+ * every execution anew for a plan of the same shape (one parent's [:5] of
+ * its comments: 5,900 -> 8,000 requests/s on the generic plan). Without
+ * planmode, the generic plan. The main query keeps PostgreSQL's choice:
+ * its parameters are the client's filter values, where a custom plan can
+ * matter; so does every query when the pool prepares nothing.
  */
-static void choose_plans(struct exec *ex, bool generic)
+static enum plan_mode choose_plan(struct exec *ex, int q, size_t nkeys)
 {
-	if (generic == ex->generic_plans)
+	const struct plan_query *pq = &ex->plan->queries[q];
+
+	/* Unprepared, a statement is planned for its values every time
+	 * anyway: forcing the generic plan would only make it worse. */
+	if (!pq->keyed || !pool_prepares(ex->pool))
+		return PLAN_AUTO;
+	if (nkeys >= CUSTOM_PLAN_MIN_KEYS)
+		return PLAN_CUSTOM;
+	if (!ex->opt.plans)
+		return PLAN_GENERIC;
+	ex->qs[q].plan_key = planmode_key(text_hash(0, pq->sql), nkeys);
+	return planmode_pick(ex->opt.plans, ex->qs[q].plan_key);
+}
+
+/* The transaction begins on PostgreSQL's choice; SET LOCAL changes it for
+ * the statements after, until COMMIT. */
+static void set_plan_mode(struct exec *ex, enum plan_mode mode)
+{
+	if (mode == ex->mode)
 		return;
-	add_stmt(ex, generic ? SQL_GENERIC_PLANS : SQL_AUTO_PLANS, -1);
-	ex->generic_plans = generic;
+	add_stmt(ex, SQL_PLAN_MODE[mode], -1);
+	ex->mode = mode;
 }
 
 /* Puts query q in the batch, with its nkeys keys as $1 when keyed (ex owns
@@ -359,14 +386,14 @@ static int add_query(struct exec *ex, int q, char *keys, size_t nkeys)
 	if (pq->keyed && pq->nparams > 0)
 		eq->params[0] = keys;
 	eq->sent = true;
-	choose_plans(ex, pq->keyed && nkeys < CUSTOM_PLAN_MIN_KEYS);
+	eq->mode = choose_plan(ex, q, nkeys);
+	set_plan_mode(ex, eq->mode);
+	/* The SQL text depends on the request's shape only: prepared once
+	 * per connection (add_stmt), it is parsed once per shape. */
 	add_stmt(ex, pq->sql, q);
 	st = &ex->stmts[ex->nstmts - 1];
 	st->nparams = pq->nparams;
 	st->params = eq->params;
-	/* The SQL text depends on the request's shape only: prepared once
-	 * per connection, it is parsed once per shape. */
-	st->prepare = !pq->keyed || nkeys < CUSTOM_PLAN_MIN_KEYS;
 	return 0;
 }
 
@@ -524,7 +551,7 @@ static uint64_t shape_of(const struct plan *plan)
 	uint64_t h = 0;
 
 	for (size_t q = 0; q < plan->nqueries; q++)
-		h = budget_hash(h, plan->queries[q].sql);
+		h = text_hash(h, plan->queries[q].sql);
 	return h;
 }
 

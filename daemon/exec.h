@@ -18,6 +18,7 @@
 #include "err.h"
 #include "graph.h"
 #include "plan.h"
+#include "planmode.h"
 #include "pool.h"
 
 struct exec;
@@ -30,6 +31,10 @@ struct exec_options {
 	 * and the bytes of its results count in it until exec_free. NULL: no
 	 * admission. */
 	struct budget *budget;
+	/* Times the plans of each keyed statement and picks the faster
+	 * (planmode.h). NULL: a keyed statement of fewer than 1,000 keys
+	 * always runs on its generic plan. */
+	struct planmode *plans;
 };
 
 struct exec_stats {

@@ -70,7 +70,8 @@ struct http {
 	unsigned long
 		id_prefix; /* per process, so ids differ across restarts */
 	struct metrics *metrics;
-	struct budget *budget; /* the rows budget of every /query */
+	struct budget *budget;	/* the rows budget of every /query */
+	struct planmode *plans; /* the plan choices of every /query */
 };
 
 /* Idle time after which the heap is trimmed (trim_when_idle). */
@@ -400,6 +401,7 @@ static void handle_metrics(struct request *r)
 
 	pool_get_stats(r->h->pool, &st.pool);
 	budget_get_stats(r->h->budget, &st.budget);
+	planmode_get_stats(r->h->plans, &st.plans);
 	catalog_counts(r->h->cat, &st.reloads_ok, &st.reloads_failed);
 	st.schema_loaded = r->schema != NULL;
 	st.in_flight = r->h->in_flight;
@@ -728,7 +730,7 @@ static void handle_query(struct request *r)
 	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
 	struct spec_limits limits = {cfg->max_depth, cfg->max_lookups};
 	struct exec_options opt = {cfg->pool_timeout_ms, cfg->max_rows,
-				   r->debug, r->h->budget};
+				   r->debug, r->h->budget, r->h->plans};
 	struct pf_err err = {0};
 	size_t len = evbuffer_get_length(in);
 
@@ -966,7 +968,8 @@ struct http *http_new(struct event_base *base, const struct config *cfg,
 	/* A request waits for the budget as long as for a connection. */
 	h->budget = budget_new(base, (size_t)cfg->max_held_mb << 20,
 			       cfg->pool_timeout_ms);
-	if (!h->evh || !h->metrics || !h->trim_ev || !h->budget)
+	h->plans = planmode_new();
+	if (!h->evh || !h->metrics || !h->trim_ev || !h->budget || !h->plans)
 		goto fail;
 	/* Every method reaches on_request, so that 405 is ours (JSON), not
 	 * libevent's 501. */
@@ -1010,6 +1013,7 @@ void http_free(struct http *h)
 		event_free(h->trim_ev);
 	metrics_free(h->metrics);
 	budget_free(h->budget);
+	planmode_free(h->plans);
 	free(h);
 }
 

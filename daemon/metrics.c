@@ -256,6 +256,11 @@ void metrics_write(const struct metrics *m, const struct metrics_state *st,
 		"the rows budget.\n"
 		"# TYPE prefetchd_budget_waits_total counter\n"
 		"prefetchd_budget_waits_total %lu\n"
+		"# HELP prefetchd_plans_total Prefetch levels of fewer than "
+		"1,000 keys run on each of PostgreSQL's plans.\n"
+		"# TYPE prefetchd_plans_total counter\n"
+		"prefetchd_plans_total{plan=\"generic\"} %lu\n"
+		"prefetchd_plans_total{plan=\"custom\"} %lu\n"
 		"# HELP prefetchd_database_up Whether the last connection "
 		"attempt succeeded.\n"
 		"# TYPE prefetchd_database_up gauge\n"
@@ -274,7 +279,7 @@ void metrics_write(const struct metrics *m, const struct metrics_state *st,
 		m->queries, m->rows, st->in_flight, st->pool.size,
 		st->pool.open, st->pool.idle, st->pool.busy, st->pool.waiting,
 		st->budget.held, st->budget.waiting, st->budget.waits,
-		st->pool.up ? 1 : 0, st->pool.connects,
-		st->pool.connect_failures, st->reloads_ok, st->reloads_failed,
-		st->schema_loaded);
+		st->plans.generic, st->plans.custom, st->pool.up ? 1 : 0,
+		st->pool.connects, st->pool.connect_failures, st->reloads_ok,
+		st->reloads_failed, st->schema_loaded);
 }

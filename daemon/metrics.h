@@ -9,6 +9,7 @@
 #include <event2/buffer.h>
 
 #include "budget.h"
+#include "planmode.h"
 #include "pool.h"
 
 struct metrics;
@@ -24,6 +25,7 @@ void metrics_observe(struct metrics *m, const char *route, int status,
 struct metrics_state {
 	struct pool_stats pool;
 	struct budget_stats budget;
+	struct planmode_stats plans;
 	unsigned long reloads_ok, reloads_failed;
 	int schema_loaded;
 	int in_flight;

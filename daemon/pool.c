@@ -18,6 +18,8 @@
 
 #include <event2/event_struct.h>
 
+#include "clock.h"
+#include "hash.h"
 #include "log.h"
 
 #define BACKOFF_MIN_MS 100
@@ -39,7 +41,7 @@ enum pool_health { HEALTH_UNKNOWN, HEALTH_UP, HEALTH_DOWN };
 /* A statement prepared on one connection: its text, under a name. */
 struct prepared {
 	char *sql;
-	unsigned long hash;
+	uint64_t hash;
 	unsigned long last_used;
 	char name[16];
 };
@@ -506,18 +508,9 @@ static void conn_run_failed(struct pool_conn *c)
 	conn_run_finish(c, &err);
 }
 
-static unsigned long sql_hash(const char *s)
-{
-	unsigned long h = 5381;
-
-	while (*s)
-		h = h * 33 + (unsigned char)*s++;
-	return h;
-}
-
 /* The prepared statement of sql on c, or NULL. */
 static struct prepared *conn_find(struct pool_conn *c, const char *sql,
-				  unsigned long hash)
+				  uint64_t hash)
 {
 	for (size_t i = 0; i < c->nprepared; i++)
 		if (c->prepared[i].hash == hash &&
@@ -529,7 +522,7 @@ static struct prepared *conn_find(struct pool_conn *c, const char *sql,
 /* Drops sql from the cache (its Parse failed: it does not exist). */
 static void conn_forget(struct pool_conn *c, const char *sql)
 {
-	struct prepared *p = conn_find(c, sql, sql_hash(sql));
+	struct prepared *p = conn_find(c, sql, text_hash(0, sql));
 
 	if (!p)
 		return;
@@ -548,9 +541,10 @@ static void conn_keep_result(struct pool_conn *c, PGresult *res)
 
 	if (sl && sl->prepare && failed && st)
 		conn_forget(c, st->sql);
-	if (st && !st->result && (!sl->prepare || failed))
+	if (st && !st->result && (!sl->prepare || failed)) {
 		st->result = res;
-	else
+		st->done_ms = clock_ms();
+	} else
 		PQclear(res);
 }
 
@@ -682,7 +676,7 @@ static struct prepared *conn_cache_slot(struct pool_conn *c)
  * no round trip. */
 static int conn_send(struct pool_conn *c, const struct pool_stmt *st, int i)
 {
-	unsigned long hash;
+	uint64_t hash;
 	struct prepared *p;
 
 	if (!st->prepare || c->pool->prepare_cache <= 0)
@@ -694,7 +688,7 @@ static int conn_send(struct pool_conn *c, const struct pool_stmt *st, int i)
 					       NULL, st->params, NULL, NULL, 0)
 			       ? 0
 			       : -1;
-	hash = sql_hash(st->sql);
+	hash = text_hash(0, st->sql);
 	p = conn_find(c, st->sql, hash);
 	if (!p) {
 		p = conn_cache_slot(c);
@@ -726,8 +720,10 @@ int pool_run(struct pool_conn *c, struct pool_stmt *stmts, size_t n,
 
 	if (c->state != CONN_HELD)
 		return pf_err_set(err, 500, "internal", NULL, "internal error");
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		stmts[i].result = NULL;
+		stmts[i].done_ms = 0;
+	}
 	if (c->broken || PQstatus(c->pg) != CONNECTION_OK)
 		goto lost;
 	c->stmts = stmts;
@@ -996,6 +992,11 @@ void pool_free(struct pool *pool)
 	free(pool->conninfo);
 	free(pool->options);
 	free(pool);
+}
+
+bool pool_prepares(const struct pool *pool)
+{
+	return pool->prepare_cache > 0;
 }
 
 void pool_get_stats(const struct pool *pool, struct pool_stats *out)

@@ -73,7 +73,8 @@ void pool_cancel(struct pool_wait *wait);
 void pool_release(struct pool_conn *conn, bool reusable);
 
 /* One statement of a batch. params are text, NULL for SQL NULL. result is
- * filled by pool_run (owned by the batch's caller afterwards: PQclear it). */
+ * filled by pool_run (owned by the batch's caller afterwards: PQclear it),
+ * and done_ms with it: clock_ms() when the whole result had been read. */
 struct pool_stmt {
 	const char *sql;
 	bool prepare; /* run as a named prepared statement, kept per
@@ -81,6 +82,7 @@ struct pool_stmt {
 	int nparams;
 	const char *const *params;
 	PGresult *result;
+	double done_ms;
 };
 
 /*
@@ -105,6 +107,10 @@ int pool_run(struct pool_conn *conn, struct pool_stmt *stmts, size_t n,
 /* Abandons a batch in flight (the client left): cb will not fire, results
  * are cleared, and the connection is closed rather than reused. */
 void pool_abandon(struct pool_conn *conn);
+
+/* Whether statements marked prepare are prepared (--prepare-cache > 0):
+ * else every statement is sent unnamed, and planned at every execution. */
+bool pool_prepares(const struct pool *pool);
 
 /* open counts connections being opened too; busy = handed out. */
 struct pool_stats {

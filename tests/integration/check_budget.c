@@ -84,33 +84,12 @@ static struct pfd *start_ready(const char *held_mb, const char *pool_timeout)
 	return p;
 }
 
-/* One series of /metrics as prefetchd writes it, or -1 when absent. */
-static double metric(int port, const char *name)
-{
-	struct http_res res;
-	size_t n = strlen(name);
-	double v = -1;
-
-	ck_assert_int_eq(http_do(port, "GET", "/metrics", NULL, NULL, &res), 0);
-	ck_assert_int_eq(res.status, 200);
-	for (const char *l = res.body; l && *l; l = strchr(l, '\n')) {
-		if (*l == '\n')
-			l++;
-		if (strncmp(l, name, n) == 0 && l[n] == ' ') {
-			v = strtod(l + n + 1, NULL);
-			break;
-		}
-	}
-	http_res_cleanup(&res);
-	return v;
-}
-
 /* Polls until the series has the value: 0, or -1 after timeout_ms. */
 static int wait_metric(int port, const char *name, double want, int timeout_ms)
 {
 	long long deadline = now_ms() + timeout_ms;
 
-	while (metric(port, name) != want) {
+	while (http_metric(port, name) != want) {
 		if (now_ms() > deadline)
 			return -1;
 		sleep_ms(50);
@@ -164,8 +143,8 @@ static void concurrent_run(const char *held_mb, json_t *want, struct run *out)
 	out->peak_kb = proc_kb(pfd_pid(p), "VmHWM");
 	ck_assert_int_eq(
 		wait_metric(port, "prefetchd_rows_held_bytes", 0, 5000), 0);
-	ck_assert_double_eq(metric(port, "prefetchd_budget_waiting"), 0);
-	out->waits = metric(port, "prefetchd_budget_waits_total");
+	ck_assert_double_eq(http_metric(port, "prefetchd_budget_waiting"), 0);
+	out->waits = http_metric(port, "prefetchd_budget_waits_total");
 	ck_assert_int_eq(pfd_stop(p), 0);
 }
 
@@ -251,9 +230,10 @@ START_TEST(test_waiting_requests_time_out_or_leave_cleanly)
 	base_fds = pfd_open_fds(p);
 	stalled = send_query(port, ALL_SPEC, "pfbudget-stalled", 4096);
 	for (long long end = now_ms() + 10000;
-	     metric(port, "prefetchd_rows_held_bytes") < 4 << 20; sleep_ms(50))
+	     http_metric(port, "prefetchd_rows_held_bytes") < 4 << 20;
+	     sleep_ms(50))
 		ck_assert_msg(now_ms() < end, "the stalled request holds %g",
-			      metric(port, "prefetchd_rows_held_bytes"));
+			      http_metric(port, "prefetchd_rows_held_bytes"));
 
 	/* a request that waits longer than --pool-timeout: 503 */
 	t0 = now_ms();
@@ -262,8 +242,9 @@ START_TEST(test_waiting_requests_time_out_or_leave_cleanly)
 	ck_assert_http_error(&res, 503, "overloaded");
 	ck_assert_msg(now_ms() - t0 >= 450, "503 after %lld ms", now_ms() - t0);
 	http_res_cleanup(&res);
-	ck_assert_double_eq(metric(port, "prefetchd_budget_waiting"), 0);
-	ck_assert_double_eq(metric(port, "prefetchd_budget_waits_total"), 1);
+	ck_assert_double_eq(http_metric(port, "prefetchd_budget_waiting"), 0);
+	ck_assert_double_eq(http_metric(port, "prefetchd_budget_waits_total"),
+			    1);
 
 	/* a client that leaves while it waits */
 	leaver = send_query(port, ALL_SPEC, "pfbudget-leaver", 0);
@@ -273,7 +254,7 @@ START_TEST(test_waiting_requests_time_out_or_leave_cleanly)
 	ck_assert_int_eq(pfd_wait_log(p, "POST /query 499", 5000), 0);
 	ck_assert_msg(strstr(pfd_log(p), "id=pfbudget-leaver"), "%s",
 		      pfd_log(p));
-	ck_assert_double_eq(metric(port, "prefetchd_budget_waiting"), 0);
+	ck_assert_double_eq(http_metric(port, "prefetchd_budget_waiting"), 0);
 
 	/* the stalled reader leaves too: nothing is held any more */
 	close(stalled);

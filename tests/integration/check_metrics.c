@@ -162,6 +162,7 @@ START_TEST(test_metrics_is_prometheus_text)
 		"prefetchd_rows_held_bytes",
 		"prefetchd_budget_waiting",
 		"prefetchd_budget_waits_total",
+		"prefetchd_plans_total",
 		"prefetchd_database_up",
 		"prefetchd_pool_connects_total",
 		"prefetchd_schema_reloads_total",

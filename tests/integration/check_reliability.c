@@ -361,22 +361,8 @@ START_TEST(test_nesting_and_lookups_over_limits_are_400)
 }
 END_TEST
 
-/* The pool's successful connects so far, from /metrics. */
-static long pool_connects(int port)
-{
-	static const char name[] =
-		"prefetchd_pool_connects_total{result=\"ok\"} ";
-	struct http_res res;
-	const char *at;
-	long n;
-
-	ck_assert_int_eq(http_do(port, "GET", "/metrics", NULL, NULL, &res), 0);
-	at = strstr(res.body, name);
-	ck_assert_msg(at != NULL, "%s", res.body);
-	n = strtol(at + strlen(name), NULL, 10);
-	http_res_cleanup(&res);
-	return n;
-}
+/* The pool's successful connects so far (/metrics). */
+#define CONNECTS_OK "prefetchd_pool_connects_total{result=\"ok\"}"
 
 START_TEST(test_max_rows_is_413)
 {
@@ -402,7 +388,7 @@ START_TEST(test_max_rows_is_413)
 	assert_ok(port, "/query", "{\"model\":\"book\",\"only\":[\"title\"]}");
 	/* a large result, far past the limit, is stopped by the server: of
 	 * its 27,638 rows, PostgreSQL sends 101 (the statement's cap) */
-	connects = pool_connects(port);
+	connects = (long)http_metric(port, CONNECTS_OK);
 	db_stats_reset();
 	http_do(port, "POST", "/query", BIG_SPEC, NULL, &res);
 	ck_assert_http_error(&res, 413, "too_many_rows");
@@ -411,7 +397,7 @@ START_TEST(test_max_rows_is_413)
 	ck_assert_int_eq(db_data_rows_since_reset(), 101);
 	/* and the connection, rolled back, serves the next request */
 	assert_ok(port, "/query", FAST_SPEC);
-	ck_assert_int_eq(pool_connects(port), connects);
+	ck_assert_int_eq((long)http_metric(port, CONNECTS_OK), connects);
 	assert_clean_exit(p);
 }
 END_TEST

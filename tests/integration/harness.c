@@ -868,6 +868,26 @@ void http_res_cleanup(struct http_res *res)
 	memset(res, 0, sizeof(*res));
 }
 
+double http_metric(int port, const char *series)
+{
+	struct http_res res;
+	size_t n = strlen(series);
+	double v = -1;
+
+	ck_assert_int_eq(http_do(port, "GET", "/metrics", NULL, NULL, &res), 0);
+	ck_assert_int_eq(res.status, 200);
+	for (const char *l = res.body; l && *l; l = strchr(l, '\n')) {
+		if (*l == '\n')
+			l++;
+		if (strncmp(l, series, n) == 0 && l[n] == ' ') {
+			v = strtod(l + n + 1, NULL);
+			break;
+		}
+	}
+	http_res_cleanup(&res);
+	return v;
+}
+
 /* Whether buf holds a whole response: the head, and the body as long as
  * Content-Length says, or a chunked body's last chunk. */
 static int response_complete(const char *buf, size_t len)

@@ -134,6 +134,11 @@ int http_do(int port, const char *method, const char *path, const char *body,
 
 void http_res_cleanup(struct http_res *res);
 
+/* One series of a fresh GET /metrics, named exactly as prefetchd writes it
+ * (name{label="v",...}), or -1 when it is absent. A failed GET fails the
+ * test. */
+double http_metric(int port, const char *series);
+
 /* http_do on a thread of its own, for requests that must be in flight
  * while the test does something else (a signal, a database restart).
  * The arguments must outlive the join. Returns NULL when no thread could

@@ -9,8 +9,8 @@
 
 /* One line per suite of suites.h. */
 static Suite *(*const suites[])(void) = {
-	spec_suite,   graph_suite, plan_suite,
-	schema_suite, fuzz_suite,  budget_suite,
+	spec_suite, graph_suite,  plan_suite,	  schema_suite,
+	fuzz_suite, budget_suite, planmode_suite,
 };
 
 int main(void)

@@ -12,3 +12,4 @@ Suite *plan_suite(void);
 Suite *schema_suite(void);
 Suite *fuzz_suite(void);
 Suite *budget_suite(void);
+Suite *planmode_suite(void);
