@@ -11,9 +11,8 @@
  * whole table for keys that an index finds at once. PostgreSQL's own
  * choice compares estimated costs, the generic plan's for 10 keys; so
  * prefetchd times both plans instead. One per process, owned by the event
- * loop (no locks),
- * bounded (a fixed table). Knows nothing of libpq or plans: exec asks it
- * and tells it the times.
+ * loop (no locks), bounded (a fixed table). Knows nothing of libpq or
+ * plans: exec asks it and tells it the times.
  */
 #pragma once
 
@@ -46,12 +45,12 @@ uint64_t planmode_key(uint64_t sql_hash, size_t nkeys);
  * changes: PLANMODE_REVISIT runs after a choice, then twice as many runs
  * after each revisit that confirms it, up to PLANMODE_REVISIT_MAX (a
  * generic plan 40 times slower, timed every 32 runs, would cost more than
- * all the others). The margin is wide because on a busy machine a
- * time is mostly waiting (for a core, for the event loop): under 8
- * connections on 2 cores, the 12% that 100 authors' books gain on a custom
- * plan at one connection could not be told from noise (a margin of 0.92
- * chose it for 45% of the requests, and chose a custom plan of the same
- * shape as the generic one for 10% of one parent's [:5]). What the choice
+ * all the others). The margin is wide because on a busy machine a time
+ * is mostly waiting (for a core, for the event loop): under 8 connections
+ * on 2 cores, the 0.1-0.3 ms that 100 authors' books may gain on a custom
+ * plan could not be told from noise (a margin of 0.92 chose it for 45% of
+ * the requests, and chose a custom plan of the same shape as the generic
+ * one for 10% of one parent's [:5]). What the choice
  * is for is a generic plan that is wrong by an order: made for ten keys of
  * a column with few values, it scans the whole table where the actual
  * keys' custom plan reads an index (tests/integration/check_planning.c:
