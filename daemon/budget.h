@@ -40,9 +40,8 @@ bool budget_estimate(const struct budget *b, uint64_t shape, size_t *bytes);
 /* ---- admission ---- */
 
 /* One per request, from its start: the order of starts decides which
- * request is the oldest. shape: the text_hash of its plan's SQL
- * texts, which depend on the shape only. NULL when out of
- * memory. */
+ * request is the oldest. shape: the text_hash of its plan's SQL texts,
+ * which depend on the shape only. NULL when out of memory. */
 struct budget_user *budget_user_new(struct budget *b, uint64_t shape);
 /* Gives back everything the user holds or reserves and leaves the queue
  * (its callback never fires then). NULL ok. */

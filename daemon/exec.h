@@ -1,7 +1,9 @@
 /*
  * Runs a plan: takes a pooled connection, opens one REPEATABLE READ READ
  * ONLY transaction, sends the queries level by level (every query whose
- * parents are known goes in the same pipeline), hands each result to the
+ * parents are known goes in the same pipeline; a prefetch level on the
+ * plan that planmode picks, and its time goes back to planmode), hands
+ * each result to the
  * graph and asks it for the keys of the next level, commits and gives the
  * connection back. With a rows budget, the request first waits until the
  * budget admits it, once, before it takes a connection. PostgreSQL errors

@@ -8,7 +8,6 @@
 
 #include <stdbool.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* Statements with their number of keys: a process sees few shapes, and
  * forgetting one costs only a few runs to learn it again. */
@@ -98,23 +97,25 @@ static enum plan_mode choose(struct choice *c)
 	return other(c->best);
 }
 
-/* A revisit that leaves the choice as it was makes the next one twice as
- * far; a new choice brings them back to PLANMODE_REVISIT. */
+/* Chooses again, with a new time of timed_mode. A revisit that leaves the
+ * choice as it was makes the next one twice as far; a new choice brings
+ * them back to PLANMODE_REVISIT. */
 static void decide(struct choice *c, enum plan_mode timed_mode)
 {
+	bool revisited = c->revisiting && timed_mode != c->best;
 	enum plan_mode best =
 		fastest(&c->custom) < PLANMODE_MARGIN * fastest(&c->generic)
 			? PLAN_CUSTOM
 			: PLAN_GENERIC;
 
+	if (revisited)
+		c->revisiting = false;
 	if (best != c->best) {
 		c->revisit = PLANMODE_REVISIT;
 		c->since = 0;
-	} else if (c->revisiting && timed_mode != best &&
-		   c->revisit < PLANMODE_REVISIT_MAX)
+	} else if (revisited && c->revisit < PLANMODE_REVISIT_MAX) {
 		c->revisit *= 2;
-	if (timed_mode != c->best)
-		c->revisiting = false;
+	}
 	c->best = best;
 }
 
