@@ -224,6 +224,22 @@ static void count_bytes(struct exec *ex, const PGresult *res, int q)
 			PQresultMemorySize(res) + graph_index_bytes(ex->g, q);
 }
 
+/* Tells planmode how long query q took on its plan; a change of plan is
+ * logged, since it changes what the database does for every request of
+ * that shape. */
+static void learn_plan(struct exec *ex, int q, double ms)
+{
+	struct planmode_choice now;
+
+	if (planmode_learn(ex->opt.plans, ex->qs[q].plan_key, ex->qs[q].mode,
+			   ms, &now))
+		log_info("exec: the %s level now runs on its %s plan (fastest "
+			 "of the last runs: generic %.3f ms, custom %.3f ms)",
+			 query_name(ex->plan, q),
+			 now.plan == PLAN_CUSTOM ? "custom" : "generic",
+			 now.generic_ms, now.custom_ms);
+}
+
 static void take_result(struct exec *ex, size_t i, double ms)
 {
 	PGresult *res = ex->stmts[i].result;
@@ -239,9 +255,7 @@ static void take_result(struct exec *ex, size_t i, double ms)
 	}
 	ex->qs[q].ms = ms;
 	if (!bad && ex->qs[q].plan_key)
-		planmode_learn(ex->opt.plans, ex->qs[q].plan_key,
-			       ex->qs[q].mode,
-			       ex->stmts[i].done_ms - ex->t_batch);
+		learn_plan(ex, q, ex->stmts[i].done_ms - ex->t_batch);
 	if (!ex->opt.debug)
 		forget_params(ex, q);
 	if (bad) {

@@ -97,10 +97,10 @@ static enum plan_mode choose(struct choice *c)
 	return other(c->best);
 }
 
-/* Chooses again, with a new time of timed_mode. A revisit that leaves the
- * choice as it was makes the next one twice as far; a new choice brings
- * them back to PLANMODE_REVISIT. */
-static void decide(struct choice *c, enum plan_mode timed_mode)
+/* Chooses again, with a new time of timed_mode; true when the choice
+ * changed. A revisit that leaves the choice as it was makes the next one
+ * twice as far; a new choice brings them back to PLANMODE_REVISIT. */
+static bool decide(struct choice *c, enum plan_mode timed_mode)
 {
 	bool revisited = c->revisiting && timed_mode != c->best;
 	enum plan_mode best =
@@ -110,13 +110,15 @@ static void decide(struct choice *c, enum plan_mode timed_mode)
 
 	if (revisited)
 		c->revisiting = false;
-	if (best != c->best) {
-		c->revisit = PLANMODE_REVISIT;
-		c->since = 0;
-	} else if (revisited && c->revisit < PLANMODE_REVISIT_MAX) {
-		c->revisit *= 2;
+	if (best == c->best) {
+		if (revisited && c->revisit < PLANMODE_REVISIT_MAX)
+			c->revisit *= 2;
+		return false;
 	}
 	c->best = best;
+	c->revisit = PLANMODE_REVISIT;
+	c->since = 0;
+	return true;
 }
 
 enum plan_mode planmode_pick(struct planmode *pm, uint64_t key)
@@ -138,21 +140,25 @@ enum plan_mode planmode_pick(struct planmode *pm, uint64_t key)
 	return mode;
 }
 
-void planmode_learn(struct planmode *pm, uint64_t key, enum plan_mode mode,
-		    double ms)
+bool planmode_learn(struct planmode *pm, uint64_t key, enum plan_mode mode,
+		    double ms, struct planmode_choice *now)
 {
 	struct choice *c = find(pm, key);
 	struct timings *t;
 
 	if (!c || (mode != PLAN_GENERIC && mode != PLAN_CUSTOM))
-		return;
+		return false;
 	t = mode == PLAN_CUSTOM ? &c->custom : &c->generic;
 	t->ms[t->next] = (float)ms;
 	t->next = (t->next + 1) % PLANMODE_SAMPLES;
 	if (t->n < PLANMODE_SAMPLES)
 		t->n++;
-	if (timed(c))
-		decide(c, mode);
+	if (!timed(c) || !decide(c, mode))
+		return false;
+	*now = (struct planmode_choice){.plan = c->best,
+					.generic_ms = fastest(&c->generic),
+					.custom_ms = fastest(&c->custom)};
+	return true;
 }
 
 void planmode_get_stats(const struct planmode *pm, struct planmode_stats *out)

@@ -16,6 +16,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,10 +64,17 @@ uint64_t planmode_key(uint64_t sql_hash, size_t nkeys);
 #define PLANMODE_REVISIT_MAX 1024
 enum plan_mode planmode_pick(struct planmode *pm, uint64_t key);
 
+/* A statement's choice, and the times it was made on. */
+struct planmode_choice {
+	enum plan_mode plan;
+	double generic_ms, custom_ms; /* the fastest of the last ones */
+};
+
 /* The statement ran on mode in ms (from sending its batch to having its
- * whole result). */
-void planmode_learn(struct planmode *pm, uint64_t key, enum plan_mode mode,
-		    double ms);
+ * whole result). Returns true when that changed the plan it runs on (the
+ * first choice counts when it is the custom plan), with *now filled. */
+bool planmode_learn(struct planmode *pm, uint64_t key, enum plan_mode mode,
+		    double ms, struct planmode_choice *now);
 
 struct planmode_stats {
 	unsigned long generic, custom; /* picks, since the start */

@@ -16,6 +16,7 @@
 #include <check.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "harness.h"
 #include "suites.h"
@@ -144,19 +145,24 @@ START_TEST(test_generic_plan_kept_where_plans_are_alike)
 	ck_assert_msg(plans <= LEARNING_RUNS / 4,
 		      "2 keys planned %ld times in %d runs", plans,
 		      LEARNING_RUNS);
+	ck_assert_ptr_null(strstr(pfd_log(p), "now runs on its"));
 	ck_assert_int_eq(pfd_stop(p), 0);
 	pfd_free(p);
 }
 END_TEST
 
-/* Hubs 3 and 4 with their spokes, `runs` times on one daemon, checking
- * each answer; gives the spokes' statement's calls, plans and buffers. */
+/* What the daemon logs when the spokes' level takes the custom plan. */
+#define CUSTOM_NOW "the spoke_set level now runs on its custom plan"
+
+/* Hubs 3 and 4 with their spokes. */
 #define HUBS_SPEC                                                              \
 	"{\"model\":\"hub\",\"filter\":{\"id__gte\":3},"                       \
 	"\"prefetch_related\":[\"spoke_set\"]}"
 /* The generic plan's sequential scan of the spokes. */
 #define SPOKE_PAGES 885
 
+/* HUBS_SPEC `runs` times on one daemon, checking each answer; gives the
+ * spokes' statement's calls, plans and buffers read. */
 static void run_hubs(int port, int runs, long *calls, long *plans,
 		     long *buffers)
 {
@@ -200,6 +206,7 @@ START_TEST(test_custom_plan_kept_where_it_is_faster)
 	struct pfd *p = start_ready(one_conn_args);
 	long calls, plans, buffers;
 	double custom;
+	const char *log;
 
 	run_hubs(pfd_port(p), LEARNING_RUNS, &calls, &plans, &buffers);
 	ck_assert_int_eq(calls, LEARNING_RUNS);
@@ -212,6 +219,10 @@ START_TEST(test_custom_plan_kept_where_it_is_faster)
 			     "prefetchd_plans_total{plan=\"custom\"}");
 	ck_assert_msg(custom >= LEARNING_RUNS * 3 / 4, "%g custom plans",
 		      custom);
+	/* the change is logged, once */
+	log = pfd_log(p);
+	ck_assert_msg(strstr(log, CUSTOM_NOW) != NULL, "log:\n%s", log);
+	ck_assert_ptr_null(strstr(strstr(log, CUSTOM_NOW) + 1, CUSTOM_NOW));
 	ck_assert_int_eq(pfd_stop(p), 0);
 	pfd_free(p);
 }

@@ -10,6 +10,15 @@
 
 #define KEY 12345
 
+/* Tells a time; true when it changed the choice. */
+static bool learn(struct planmode *pm, uint64_t key, enum plan_mode mode,
+		  double ms)
+{
+	struct planmode_choice now;
+
+	return planmode_learn(pm, key, mode, ms, &now);
+}
+
 /* Picks for key and tells the time of the plan picked; returns the plan. */
 static enum plan_mode run(struct planmode *pm, uint64_t key, double generic_ms,
 			  double custom_ms)
@@ -17,8 +26,7 @@ static enum plan_mode run(struct planmode *pm, uint64_t key, double generic_ms,
 	enum plan_mode mode = planmode_pick(pm, key);
 
 	ck_assert(mode == PLAN_GENERIC || mode == PLAN_CUSTOM);
-	planmode_learn(pm, key, mode,
-		       mode == PLAN_CUSTOM ? custom_ms : generic_ms);
+	learn(pm, key, mode, mode == PLAN_CUSTOM ? custom_ms : generic_ms);
 	return mode;
 }
 
@@ -54,7 +62,7 @@ START_TEST(test_picks_follow_the_times_learned)
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(planmode_pick(pm, KEY), PLAN_GENERIC);
 	for (int i = 0; i < 3; i++)
-		planmode_learn(pm, KEY, PLAN_GENERIC, 1);
+		learn(pm, KEY, PLAN_GENERIC, 1);
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(run(pm, KEY, 1, 1), PLAN_CUSTOM);
 	planmode_free(pm);
@@ -171,13 +179,46 @@ START_TEST(test_a_forgotten_statement_starts_over)
 	ck_assert_int_eq(run(pm, a, 10.0, 1.0), PLAN_CUSTOM);
 	/* b takes a's slot */
 	ck_assert_int_eq(planmode_pick(pm, b), PLAN_GENERIC);
-	planmode_learn(pm, a, PLAN_GENERIC, 0.1);
+	learn(pm, a, PLAN_GENERIC, 0.1);
 	/* still no time for b: the generic plan again */
 	ck_assert_int_eq(planmode_pick(pm, b), PLAN_GENERIC);
 	/* a is timed anew, from the generic plan */
 	ck_assert_int_eq(planmode_pick(pm, a), PLAN_GENERIC);
-	planmode_learn(pm, a, PLAN_GENERIC, 2.0);
+	learn(pm, a, PLAN_GENERIC, 2.0);
 	ck_assert_int_eq(planmode_pick(pm, a), PLAN_CUSTOM);
+	planmode_free(pm);
+}
+END_TEST
+
+/* A change of plan is reported with the times it was made on; the first
+ * choice only when it is the custom plan, the default being generic. */
+START_TEST(test_changes_are_reported)
+{
+	struct planmode *pm = planmode_new();
+	struct planmode_choice now = {0};
+
+	/* a statement's first pick makes its slot */
+	planmode_pick(pm, KEY);
+	for (int i = 0; i < PLANMODE_SAMPLES; i++)
+		ck_assert(!learn(pm, KEY, PLAN_GENERIC, 10.0 + i));
+	for (int i = 0; i < PLANMODE_SAMPLES - 1; i++)
+		ck_assert(!learn(pm, KEY, PLAN_CUSTOM, 1.0));
+	ck_assert(planmode_learn(pm, KEY, PLAN_CUSTOM, 2.0, &now));
+	ck_assert_int_eq(now.plan, PLAN_CUSTOM);
+	ck_assert_double_eq_tol(now.generic_ms, 10.0, 1e-6);
+	ck_assert_double_eq_tol(now.custom_ms, 1.0, 1e-6);
+	ck_assert(!learn(pm, KEY, PLAN_CUSTOM, 1.0));
+	for (int i = 0; i < PLANMODE_SAMPLES - 1; i++)
+		ck_assert(!learn(pm, KEY, PLAN_CUSTOM, 30.0));
+	ck_assert(planmode_learn(pm, KEY, PLAN_CUSTOM, 30.0, &now));
+	ck_assert_int_eq(now.plan, PLAN_GENERIC);
+	ck_assert_double_eq_tol(now.custom_ms, 30.0, 1e-6);
+	/* generic from the start: nothing to report */
+	planmode_pick(pm, KEY + 1);
+	for (int i = 0; i < PLANMODE_SAMPLES; i++) {
+		ck_assert(!learn(pm, KEY + 1, PLAN_GENERIC, 1.0));
+		ck_assert(!learn(pm, KEY + 1, PLAN_CUSTOM, 1.0));
+	}
 	planmode_free(pm);
 }
 END_TEST
@@ -208,6 +249,7 @@ Suite *planmode_suite(void)
 	tcase_add_test(tc, test_choice_follows_lasting_change_only);
 	tcase_add_test(tc, test_keys_by_statement_and_power_of_two);
 	tcase_add_test(tc, test_a_forgotten_statement_starts_over);
+	tcase_add_test(tc, test_changes_are_reported);
 	tcase_add_test(tc, test_picks_are_counted);
 	suite_add_tcase(s, tc);
 	return s;
