@@ -25,7 +25,9 @@ static const char SQL_BEGIN[] =
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
 /* plan_cache_mode for the rest of the transaction, by enum plan_mode: see
- * set_plan_mode. */
+ * set_plan_mode. A transaction starts on auto, which the main query (the
+ * only query on it, and always the first) uses, so auto is sent only if a
+ * query on it ever followed a forced one. */
 static const char *const SQL_PLAN_MODE[] = {
 	[PLAN_AUTO] = "SET LOCAL plan_cache_mode = auto",
 	[PLAN_GENERIC] = "SET LOCAL plan_cache_mode = force_generic_plan",

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 /* The objects of a node: rows of its src result, in order. all = every row
  * (rows is NULL then), so the main result needs no index array. */
 struct objs {
@@ -856,12 +858,11 @@ long graph_rows(const struct graph *g)
 
 /* ---- hashing ---- */
 
+/* The table's index takes the low bits: fold the high ones in. */
 static size_t hash_text(const char *s, size_t len)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	uint64_t h = bytes_hash(s, len);
 
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
 	return (size_t)(h ^ (h >> 29));
 }
 
