@@ -7,7 +7,7 @@
 #   make asan     the same tests with AddressSanitizer + UBSan
 #   make format / format-check
 
-PKGS      := libevent libpq jansson
+PKGS      := libevent libevent_pthreads libpq jansson
 BUILD     ?= build
 SANITIZE  ?=
 

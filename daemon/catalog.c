@@ -5,6 +5,7 @@
  */
 #include "catalog.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,9 @@
 #include "log.h"
 
 struct catalog {
+	/* Guards current and the counts: every event loop reads them, loop 0
+	 * (whose pool loads) writes them. */
+	pthread_mutex_t lock;
 	struct pool *pool;
 	char *schemas_array; /* "{public,app}": the text[] parameter */
 	char *overlay_path;
@@ -81,14 +85,20 @@ static char *read_file(const char *path)
 
 static void load_finish(struct catalog *cat, struct schema *loaded)
 {
+	struct schema *old = NULL;
+
+	pthread_mutex_lock(&cat->lock);
 	if (loaded) {
-		schema_unref(cat->current);
+		old = cat->current;
 		cat->current = loaded;
 		cat->loads_ok++;
-		log_info("schema loaded: %zu models", loaded->nmodels);
 	} else {
 		cat->loads_failed++;
 	}
+	pthread_mutex_unlock(&cat->lock);
+	schema_unref(old);
+	if (loaded)
+		log_info("schema loaded: %zu models", loaded->nmodels);
 	cat->loading = false;
 	if (cat->again) {
 		cat->again = false;
@@ -177,6 +187,7 @@ struct catalog *catalog_new(struct pool *pool, const char *schemas,
 
 	if (!cat)
 		return NULL;
+	pthread_mutex_init(&cat->lock, NULL);
 	cat->pool = pool;
 	cat->schemas_array = schemas_to_array(schemas);
 	cat->overlay_path = strdup(overlay_path);
@@ -195,6 +206,7 @@ void catalog_free(struct catalog *cat)
 	schema_unref(cat->current);
 	free(cat->schemas_array);
 	free(cat->overlay_path);
+	pthread_mutex_destroy(&cat->lock);
 	free(cat);
 }
 
@@ -209,12 +221,19 @@ void catalog_reload(struct catalog *cat)
 
 struct schema *catalog_get(struct catalog *cat)
 {
-	return cat->current ? schema_ref(cat->current) : NULL;
+	struct schema *s;
+
+	pthread_mutex_lock(&cat->lock);
+	s = cat->current ? schema_ref(cat->current) : NULL;
+	pthread_mutex_unlock(&cat->lock);
+	return s;
 }
 
-void catalog_counts(const struct catalog *cat, unsigned long *ok,
+void catalog_counts(struct catalog *cat, unsigned long *ok,
 		    unsigned long *failed)
 {
+	pthread_mutex_lock(&cat->lock);
 	*ok = cat->loads_ok;
 	*failed = cat->loads_failed;
+	pthread_mutex_unlock(&cat->lock);
 }

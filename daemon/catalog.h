@@ -2,7 +2,9 @@
  * The live schema: loads the catalog through the pool (asynchronously, on
  * the loop), builds a snapshot with the overlay file, and swaps it in. A
  * failed reload keeps the snapshot in use. Loads at start, whenever the pool
- * comes up without a schema, and on catalog_reload() (SIGHUP).
+ * comes up without a schema, and on catalog_reload() (SIGHUP). One per
+ * process: it loads on its pool's loop, and catalog_get and catalog_counts
+ * may be called from any loop's thread.
  */
 #pragma once
 
@@ -26,5 +28,5 @@ void catalog_reload(struct catalog *cat);
 struct schema *catalog_get(struct catalog *cat);
 
 /* Reloads that succeeded and failed, for /metrics. */
-void catalog_counts(const struct catalog *cat, unsigned long *ok,
+void catalog_counts(struct catalog *cat, unsigned long *ok,
 		    unsigned long *failed);

@@ -68,6 +68,8 @@ static const struct option_def options[] = {
 	{"max-concurrent", "PREFETCHD_MAX_CONCURRENT", OPT_INT,
 	 OFF(max_concurrent), "1024", 1, 1000000,
 	 "requests in flight at most, health checks aside (then 503)"},
+	{"threads", "PREFETCHD_THREADS", OPT_INT, OFF(threads), "0", 0, 256,
+	 "event loops, each with its share of the pool (0: one per core)"},
 	{"max-held-mb", "PREFETCHD_MAX_HELD_MB", OPT_INT, OFF(max_held_mb),
 	 "80", 0, 1024 * 1024,
 	 "MB of rows held by requests at once; more waits (0: no limit)"},

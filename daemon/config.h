@@ -30,6 +30,7 @@ struct config {
 	int max_headers;      /* bytes of request headers */
 	int max_concurrent;   /* requests in flight, /healthz+/readyz aside */
 	int reuse_port;	      /* 1: SO_REUSEPORT on the listener */
+	int threads;	      /* event loops; 0 = one per core */
 	int max_held_mb; /* rows budget: MB of results held at once; 0 none */
 };
 

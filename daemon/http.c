@@ -20,6 +20,8 @@
  */
 #include "http.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,24 +56,48 @@
 #include "resolve.h"
 #include "spec.h"
 
+/* What one loop last told the others of itself (publish): /metrics sums
+ * the loops' gauges, and a loop cannot read another's pool or budget,
+ * which only their own thread touches. */
+struct loop_gauges {
+	struct pool_stats pool;
+	struct budget_stats budget;
+	struct planmode_stats plans;
+	int in_flight; /* requests being answered */
+	int pending;   /* and replies not yet written out (the drain's count) */
+};
+
+struct http_shared {
+	const struct config *cfg;
+	struct catalog *cat;
+	struct metrics *metrics;
+	evutil_socket_t listen_fd; /* closed by the last loop to stop */
+	atomic_int listening;	   /* loops still accepting on it */
+	int port;
+	atomic_int busy; /* in flight on routes that are not health checks */
+	int nloops;
+	pthread_mutex_t lock; /* guards gauges */
+	struct loop_gauges *gauges;
+};
+
 struct http {
+	struct http_shared *sh;
+	int loop; /* its index in sh->gauges */
 	struct event_base *base;
 	const struct config *cfg;
 	struct pool *pool;
 	struct catalog *cat;
 	struct evhttp *evh;
 	struct evhttp_bound_socket *listener;
-	int port;
 	int in_flight;
-	int busy;    /* in flight on routes that are not health checks */
-	int writing; /* replies sent but not yet written out */
-	struct event *trim_ev; /* trim_when_idle's timer */
+	int writing;		/* replies sent but not yet written out */
+	struct event *trim_ev;	/* trim_when_idle's timer */
+	struct event *gauge_ev; /* publishes the gauges each second */
 	unsigned long next_id;
-	unsigned long
-		id_prefix; /* per process, so ids differ across restarts */
-	struct metrics *metrics;
-	struct budget *budget;	/* the rows budget of every /query */
-	struct planmode *plans; /* the plan choices of every /query */
+	unsigned long id_prefix; /* per process and loop: ids stay unique */
+	struct metrics *metrics; /* sh->metrics */
+	struct budget *budget;	 /* the rows budget of every /query */
+	struct planmode *plans;	 /* the plan choices of every /query */
 };
 
 /* Idle time after which the heap is trimmed (trim_when_idle). */
@@ -103,7 +129,7 @@ struct request {
 	struct plan *plan;
 	struct exec *exec;
 	struct event *gone_ev; /* watches the client while the database works */
-	bool counted;	       /* in h->busy */
+	bool counted;	       /* in h->sh->busy */
 	int queries;
 	long rows;
 	double db_ms;
@@ -192,6 +218,68 @@ static const char *reason(int status)
 	}
 }
 
+/* The loop's gauges as its own thread sees them now. */
+static void read_gauges(struct http *h, struct loop_gauges *g)
+{
+	pool_get_stats(h->pool, &g->pool);
+	budget_get_stats(h->budget, &g->budget);
+	planmode_get_stats(h->plans, &g->plans);
+	g->in_flight = h->in_flight;
+	g->pending = h->in_flight + h->writing;
+}
+
+/* Tells the other loops where this one stands: whenever a request comes
+ * or goes, and each second (gauge_ev) for what changes in between (the
+ * pool's connects). With one loop nobody else reads them. */
+static void publish(struct http *h)
+{
+	struct loop_gauges g;
+
+	if (h->sh->nloops == 1)
+		return;
+	read_gauges(h, &g);
+	pthread_mutex_lock(&h->sh->lock);
+	h->sh->gauges[h->loop] = g;
+	pthread_mutex_unlock(&h->sh->lock);
+}
+
+static void on_gauge_tick(evutil_socket_t fd, short what, void *arg)
+{
+	publish(arg);
+}
+
+/* Every loop's gauges summed, this loop's read live. */
+static void sum_gauges(struct http *h, struct loop_gauges *sum)
+{
+	read_gauges(h, sum);
+	if (h->sh->nloops == 1)
+		return;
+	publish(h);
+	*sum = (struct loop_gauges){.pool.up = true};
+	pthread_mutex_lock(&h->sh->lock);
+	for (int i = 0; i < h->sh->nloops; i++) {
+		const struct loop_gauges *g = &h->sh->gauges[i];
+		sum->pool.size += g->pool.size;
+		sum->pool.open += g->pool.open;
+		sum->pool.idle += g->pool.idle;
+		sum->pool.busy += g->pool.busy;
+		sum->pool.waiting += g->pool.waiting;
+		sum->pool.up = sum->pool.up && g->pool.up;
+		sum->pool.connects += g->pool.connects;
+		sum->pool.connect_failures += g->pool.connect_failures;
+		sum->budget.limit += g->budget.limit;
+		sum->budget.held += g->budget.held;
+		sum->budget.reserved += g->budget.reserved;
+		sum->budget.waiting += g->budget.waiting;
+		sum->budget.waits += g->budget.waits;
+		sum->plans.generic += g->plans.generic;
+		sum->plans.custom += g->plans.custom;
+		sum->in_flight += g->in_flight;
+		sum->pending += g->pending;
+	}
+	pthread_mutex_unlock(&h->sh->lock);
+}
+
 /* glibc keeps the heap that answers grew (results, JSON) for reuse: an idle
  * daemon would sit at its peak. Once nothing has been in flight for
  * IDLE_TRIM_MS, it is given back. Under load the timer is only re-armed
@@ -215,7 +303,12 @@ static void on_idle_trim(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 #ifdef __GLIBC__
-	if (h->in_flight == 0)
+	struct loop_gauges all;
+
+	/* The trim walks every thread's heap: only when all loops idle (the
+	 * last to go idle trims for all). */
+	sum_gauges(h, &all);
+	if (all.pending == 0)
 		malloc_trim(0);
 #endif
 }
@@ -231,13 +324,14 @@ static void request_free(struct request *r)
 	if (r->chunk)
 		evbuffer_free(r->chunk);
 	if (r->counted)
-		r->h->busy--;
+		atomic_fetch_sub(&r->h->sh->busy, 1);
 	exec_free(r->exec);
 	plan_free(r->plan);
 	resolved_free(r->resolved);
 	spec_free(r->spec);
 	schema_unref(r->schema);
 	r->h->in_flight--;
+	publish(r->h);
 	trim_when_idle(r->h);
 	free(r);
 }
@@ -253,6 +347,7 @@ static void on_reply_written(struct evhttp_request *req, void *arg)
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 
 	h->writing--;
+	publish(h);
 	if (evcon)
 		evhttp_connection_set_closecb(evcon, NULL, NULL);
 }
@@ -262,6 +357,7 @@ static void on_reply_failed(struct evhttp_connection *evcon, void *arg)
 	struct http *h = arg;
 
 	h->writing--;
+	publish(h);
 	evhttp_connection_set_closecb(evcon, NULL, NULL);
 }
 
@@ -397,14 +493,17 @@ static void handle_schema(struct request *r)
 static void handle_metrics(struct request *r)
 {
 	struct metrics_state st = {0};
+	struct loop_gauges all;
 	struct evbuffer *body = evbuffer_new();
 
-	pool_get_stats(r->h->pool, &st.pool);
-	budget_get_stats(r->h->budget, &st.budget);
-	planmode_get_stats(r->h->plans, &st.plans);
+	sum_gauges(r->h, &all);
+	st.pool = all.pool;
+	st.budget = all.budget;
+	st.plans = all.plans;
 	catalog_counts(r->h->cat, &st.reloads_ok, &st.reloads_failed);
 	st.schema_loaded = r->schema != NULL;
-	st.in_flight = r->h->in_flight;
+	st.in_flight = all.in_flight;
+	st.loops = r->h->sh->nloops;
 	metrics_write(r->h->metrics, &st, body);
 	evhttp_add_header(evhttp_request_get_output_headers(r->req),
 			  "Content-Type", "text/plain; version=0.0.4");
@@ -835,6 +934,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	h->in_flight++;
+	publish(h);
 	r->h = h;
 	r->req = req;
 	r->method = method_name(method);
@@ -875,14 +975,15 @@ static void on_request(struct evhttp_request *req, void *arg)
 	/* Past max_concurrent a request costs no parsing and no connection:
 	 * 503 at once, with Retry-After. Health checks are never refused. */
 	if (!route->public) {
-		if (h->busy >= h->cfg->max_concurrent) {
+		if (atomic_fetch_add(&h->sh->busy, 1) >=
+		    h->cfg->max_concurrent) {
+			atomic_fetch_sub(&h->sh->busy, 1);
 			pf_err_set(&err, 503, "overloaded", "",
 				   "more than %d requests in flight",
 				   h->cfg->max_concurrent);
 			http_reply_error(r, &err);
 			return;
 		}
-		h->busy++;
 		r->counted = true;
 	}
 	r->route = route->path;
@@ -912,64 +1013,160 @@ static void set_nodelay(evutil_socket_t fd)
 		log_warn("http: TCP_NODELAY: %s", strerror(errno));
 }
 
-/* What evhttp_bind_socket_with_handle does, plus SO_REUSEPORT when asked:
- * then several prefetchd processes may listen on the same port, and the
- * kernel spreads the connections between them (README, "all cores"). */
-static struct evhttp_bound_socket *listen_on(struct http *h, const char *host,
-					     int port, bool reuse_port)
+/* What evconnlistener_new_bind does, without the listener: the socket is
+ * shared by every loop's listener (the kernel wakes the loops and one
+ * accepts), and plus SO_REUSEPORT when asked, so that several prefetchd
+ * processes may share the port too (README, "All cores"). */
+static evutil_socket_t bind_socket(const char *host, int port, bool reuse_port)
 {
 	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC,
 					.ai_socktype = SOCK_STREAM,
 					.ai_flags = EVUTIL_AI_PASSIVE |
 						    EVUTIL_AI_ADDRCONFIG};
 	struct evutil_addrinfo *ai = NULL;
-	struct evconnlistener *l = NULL;
+	evutil_socket_t fd;
 	char service[16];
-	unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
-			 LEV_OPT_CLOSE_ON_FREE |
-			 (reuse_port ? LEV_OPT_REUSEABLE_PORT : 0);
 
 	snprintf(service, sizeof(service), "%d", port);
 	if (evutil_getaddrinfo(host, service, &hints, &ai) != 0)
-		return NULL;
-	l = evconnlistener_new_bind(h->base, NULL, NULL, flags, -1, ai->ai_addr,
-				    (int)ai->ai_addrlen);
+		return -1;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    0);
+	if (fd >= 0 &&
+	    (evutil_make_listen_socket_reuseable(fd) < 0 ||
+	     (reuse_port && evutil_make_listen_socket_reuseable_port(fd) < 0) ||
+	     bind(fd, ai->ai_addr, (socklen_t)ai->ai_addrlen) < 0 ||
+	     listen(fd, SOMAXCONN) < 0)) {
+		evutil_closesocket(fd);
+		fd = -1;
+	}
 	evutil_freeaddrinfo(ai);
-	if (l)
-		set_nodelay(evconnlistener_get_fd(l));
-	return l ? evhttp_bind_listener(h->evh, l) : NULL;
+	if (fd >= 0)
+		set_nodelay(fd);
+	return fd;
 }
 
-struct http *http_new(struct event_base *base, const struct config *cfg,
-		      struct pool *pool, struct catalog *cat,
-		      struct pf_err *err)
+static int bound_port(evutil_socket_t fd)
 {
-	struct http *h = calloc(1, sizeof(*h));
-	char host[256];
-	int port;
 	struct sockaddr_storage ss;
 	socklen_t sslen = sizeof(ss);
 
-	if (!h)
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0)
+		return -1;
+	return ss.ss_family == AF_INET6
+		       ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+		       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+struct http_shared *http_shared_new(const struct config *cfg,
+				    struct catalog *cat, int nloops,
+				    struct pf_err *err)
+{
+	struct http_shared *sh = calloc(1, sizeof(*sh));
+	char host[256];
+	int port;
+
+	if (!sh)
 		return NULL;
-	*h = (struct http){.base = base, .cfg = cfg, .pool = pool, .cat = cat};
-	h->id_prefix =
-		((unsigned long)time(NULL) ^ ((unsigned long)getpid() << 16)) &
-		0xffffffffUL;
+	sh->cfg = cfg;
+	sh->cat = cat;
+	sh->nloops = nloops;
+	sh->listen_fd = -1;
+	pthread_mutex_init(&sh->lock, NULL);
+	sh->metrics = metrics_new();
+	sh->gauges = calloc((size_t)nloops, sizeof(*sh->gauges));
+	if (!sh->metrics || !sh->gauges) {
+		pf_err_set(err, 500, "internal", "", "out of memory");
+		goto fail;
+	}
 	if (config_split_listen(cfg->listen, host, sizeof(host), &port) < 0) {
 		pf_err_set(err, 400, "bad_config", "listen",
 			   "--listen must be host:port, not \"%s\"",
 			   cfg->listen);
 		goto fail;
 	}
+	sh->listen_fd = bind_socket(host, port, cfg->reuse_port);
+	if (sh->listen_fd < 0) {
+		pf_err_set(err, 500, "internal", "listen",
+			   "cannot listen on %s: %s", cfg->listen,
+			   strerror(errno));
+		goto fail;
+	}
+	sh->port = bound_port(sh->listen_fd);
+	return sh;
+fail:
+	http_shared_free(sh);
+	return NULL;
+}
+
+void http_shared_free(struct http_shared *sh)
+{
+	if (!sh)
+		return;
+	if (sh->listen_fd >= 0)
+		evutil_closesocket(sh->listen_fd);
+	metrics_free(sh->metrics);
+	free(sh->gauges);
+	pthread_mutex_destroy(&sh->lock);
+	free(sh);
+}
+
+int http_port(const struct http_shared *sh)
+{
+	return sh->port;
+}
+
+int http_in_flight_all(struct http *h)
+{
+	struct loop_gauges all;
+
+	sum_gauges(h, &all);
+	return all.pending;
+}
+
+/* This loop's listener on the shared socket; the socket is not its to
+ * close (no LEV_OPT_CLOSE_ON_FREE), and is already listening (backlog 0). */
+static int accept_on(struct http *h)
+{
+	struct evconnlistener *l =
+		evconnlistener_new(h->base, NULL, NULL, 0, 0, h->sh->listen_fd);
+
+	if (l && (h->listener = evhttp_bind_listener(h->evh, l)))
+		atomic_fetch_add(&h->sh->listening, 1);
+	else if (l)
+		evconnlistener_free(l);
+	return h->listener ? 0 : -1;
+}
+
+struct http *http_new(struct event_base *base, struct http_shared *sh, int loop,
+		      struct pool *pool, struct pf_err *err)
+{
+	const struct config *cfg = sh->cfg;
+	struct http *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	*h = (struct http){.sh = sh,
+			   .loop = loop,
+			   .base = base,
+			   .cfg = cfg,
+			   .pool = pool,
+			   .cat = sh->cat,
+			   .metrics = sh->metrics};
+	h->id_prefix =
+		((unsigned long)time(NULL) ^ ((unsigned long)getpid() << 16) ^
+		 ((unsigned long)loop << 24)) &
+		0xffffffffUL;
 	h->evh = evhttp_new(base);
-	h->metrics = metrics_new();
 	h->trim_ev = evtimer_new(base, on_idle_trim, h);
-	/* A request waits for the budget as long as for a connection. */
-	h->budget = budget_new(base, (size_t)cfg->max_held_mb << 20,
-			       cfg->pool_timeout_ms);
+	h->gauge_ev = event_new(base, -1, EV_PERSIST, on_gauge_tick, h);
+	/* A request waits for the budget as long as for a connection; each
+	 * loop has its share of the limit. */
+	h->budget = budget_new(
+		base, ((size_t)cfg->max_held_mb << 20) / (size_t)sh->nloops,
+		cfg->pool_timeout_ms);
 	h->plans = planmode_new();
-	if (!h->evh || !h->metrics || !h->trim_ev || !h->budget || !h->plans)
+	if (!h->evh || !h->trim_ev || !h->gauge_ev || !h->budget || !h->plans)
 		goto fail;
 	/* Every method reaches on_request, so that 405 is ours (JSON), not
 	 * libevent's 501. */
@@ -985,18 +1182,16 @@ struct http *http_new(struct event_base *base, const struct config *cfg,
 	evhttp_set_timeout(h->evh, cfg->http_timeout_s);
 	evhttp_set_default_content_type(h->evh, "application/json");
 	evhttp_set_gencb(h->evh, on_request, h);
-	h->listener = listen_on(h, host, port, cfg->reuse_port);
-	if (!h->listener) {
+	if (accept_on(h) < 0) {
 		pf_err_set(err, 500, "internal", "listen",
-			   "cannot listen on %s", cfg->listen);
+			   "cannot accept on %s", cfg->listen);
 		goto fail;
 	}
-	if (getsockname(evhttp_bound_socket_get_fd(h->listener),
-			(struct sockaddr *)&ss, &sslen) == 0)
-		h->port =
-			ss.ss_family == AF_INET6
-				? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-				: ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (sh->nloops > 1) {
+		static const struct timeval second = {1, 0};
+		event_add(h->gauge_ev, &second);
+	}
+	publish(h);
 	return h;
 fail:
 	http_free(h);
@@ -1007,27 +1202,31 @@ void http_free(struct http *h)
 {
 	if (!h)
 		return;
+	http_stop_accepting(h);
 	if (h->evh)
 		evhttp_free(h->evh);
 	if (h->trim_ev)
 		event_free(h->trim_ev);
-	metrics_free(h->metrics);
+	if (h->gauge_ev)
+		event_free(h->gauge_ev);
 	budget_free(h->budget);
 	planmode_free(h->plans);
 	free(h);
 }
 
-int http_port(const struct http *h)
+/* The last loop to stop closes the socket: from then on a connection is
+ * refused, where a socket still open would queue it for nobody. */
+bool http_stop_accepting(struct http *h)
 {
-	return h->port;
-}
-
-void http_stop_accepting(struct http *h)
-{
-	if (h->listener) {
-		evhttp_del_accept_socket(h->evh, h->listener);
-		h->listener = NULL;
-	}
+	if (!h->listener)
+		return false;
+	evhttp_del_accept_socket(h->evh, h->listener);
+	h->listener = NULL;
+	if (atomic_fetch_sub(&h->sh->listening, 1) != 1)
+		return false;
+	evutil_closesocket(h->sh->listen_fd);
+	h->sh->listen_fd = -1;
+	return true;
 }
 
 int http_in_flight(const struct http *h)

@@ -7,6 +7,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+
 #include <event2/event.h>
 
 #include "catalog.h"
@@ -15,15 +17,32 @@
 #include "pool.h"
 
 struct http;
+struct http_shared;
 
-/* Binds cfg->listen. Returns NULL with err set when it cannot. */
-struct http *http_new(struct event_base *base, const struct config *cfg,
-		      struct pool *pool, struct catalog *cat,
-		      struct pf_err *err);
+/*
+ * What the event loops of one process share (--threads): the listening
+ * socket, the schema (cat), the counters of /metrics, the requests in
+ * flight against --max-concurrent, and the gauges each loop publishes.
+ * Binds cfg->listen. NULL with err set when it cannot.
+ */
+struct http_shared *http_shared_new(const struct config *cfg,
+				    struct catalog *cat, int nloops,
+				    struct pf_err *err);
+/* After every loop's http_free. NULL ok. */
+void http_shared_free(struct http_shared *sh);
+int http_port(const struct http_shared *sh); /* the bound port (for 0) */
+
+/* The server of loop number loop (0 .. nloops - 1), on its base with its
+ * pool; it accepts on the shared socket. Used from that loop's thread
+ * only. NULL with err set. */
+struct http *http_new(struct event_base *base, struct http_shared *sh, int loop,
+		      struct pool *pool, struct pf_err *err);
 void http_free(struct http *h); /* NULL ok */
 
-int http_port(const struct http *h); /* the bound port (for port 0) */
-
-/* Stops accepting connections (SIGTERM); requests in flight go on. */
-void http_stop_accepting(struct http *h);
+/* Stops this loop accepting connections (SIGTERM); requests in flight go
+ * on. The last loop to stop closes the socket, and is told so (true). */
+bool http_stop_accepting(struct http *h);
+/* This loop's requests in flight, replies still being written included. */
 int http_in_flight(const struct http *h);
+/* Every loop's, as each last published them. */
+int http_in_flight_all(struct http *h);

@@ -1,7 +1,9 @@
 /* Prometheus counters: see metrics.h. Small fixed tables: routes and error
- * codes are few and known, so a linear search is the simplest index. */
+ * codes are few and known, so a linear search is the simplest index. One
+ * lock: every event loop counts into the same tables, once a request. */
 #include "metrics.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +76,7 @@ static void histogram_write(const struct histogram *h, const double *bounds,
 #define NB(a) (sizeof(a) / sizeof(a[0]))
 
 struct metrics {
+	pthread_mutex_t lock;
 	struct route_stats routes[16];
 	size_t nroutes;
 	struct status_count statuses[MAX_SERIES];
@@ -86,11 +89,18 @@ struct metrics {
 
 struct metrics *metrics_new(void)
 {
-	return calloc(1, sizeof(struct metrics));
+	struct metrics *m = calloc(1, sizeof(struct metrics));
+
+	if (m)
+		pthread_mutex_init(&m->lock, NULL);
+	return m;
 }
 
 void metrics_free(struct metrics *m)
 {
+	if (!m)
+		return;
+	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
 
@@ -138,8 +148,10 @@ static void count_code(struct metrics *m, const char *code)
 void metrics_observe(struct metrics *m, const char *route, int status,
 		     const char *code, double ms, int queries, long rows)
 {
-	struct route_stats *r = route_slot(m, route);
+	struct route_stats *r;
 
+	pthread_mutex_lock(&m->lock);
+	r = route_slot(m, route);
 	if (r) {
 		r->count++;
 		r->sum_ms += ms;
@@ -160,6 +172,7 @@ void metrics_observe(struct metrics *m, const char *route, int status,
 		histogram_add(&m->rows_per_request, row_buckets,
 			      NB(row_buckets), (double)rows);
 	}
+	pthread_mutex_unlock(&m->lock);
 }
 
 static void write_histograms(const struct metrics *m, struct evbuffer *out)
@@ -193,9 +206,10 @@ static void write_histograms(const struct metrics *m, struct evbuffer *out)
 	}
 }
 
-void metrics_write(const struct metrics *m, const struct metrics_state *st,
+void metrics_write(struct metrics *m, const struct metrics_state *st,
 		   struct evbuffer *out)
 {
+	pthread_mutex_lock(&m->lock);
 	evbuffer_add_printf(out, "# HELP prefetchd_requests_total Requests "
 				 "answered, by route and status.\n"
 				 "# TYPE prefetchd_requests_total counter\n");
@@ -275,11 +289,16 @@ void metrics_write(const struct metrics *m, const struct metrics_state *st,
 		"prefetchd_schema_reloads_total{result=\"failed\"} %lu\n"
 		"# HELP prefetchd_schema_loaded Whether a schema is loaded.\n"
 		"# TYPE prefetchd_schema_loaded gauge\n"
-		"prefetchd_schema_loaded %d\n",
+		"prefetchd_schema_loaded %d\n"
+		"# HELP prefetchd_event_loops Event loops serving requests "
+		"(--threads).\n"
+		"# TYPE prefetchd_event_loops gauge\n"
+		"prefetchd_event_loops %d\n",
 		m->queries, m->rows, st->in_flight, st->pool.size,
 		st->pool.open, st->pool.idle, st->pool.busy, st->pool.waiting,
 		st->budget.held, st->budget.waiting, st->budget.waits,
 		st->plans.generic, st->plans.custom, st->pool.up ? 1 : 0,
 		st->pool.connects, st->pool.connect_failures, st->reloads_ok,
-		st->reloads_failed, st->schema_loaded);
+		st->reloads_failed, st->schema_loaded, st->loops);
+	pthread_mutex_unlock(&m->lock);
 }

@@ -2,7 +2,7 @@
  * Counters for GET /metrics, in Prometheus' text format: requests by route
  * and status, a latency histogram per route, statements and rows read,
  * errors by code, plus the pool's and the schema's state given at write
- * time. Owned by the event loop's thread; no locking.
+ * time. Shared by every event loop's thread, behind a lock.
  */
 #pragma once
 
@@ -29,7 +29,8 @@ struct metrics_state {
 	unsigned long reloads_ok, reloads_failed;
 	int schema_loaded;
 	int in_flight;
+	int loops; /* event loops (--threads) */
 };
 
-void metrics_write(const struct metrics *m, const struct metrics_state *st,
+void metrics_write(struct metrics *m, const struct metrics_state *st,
 		   struct evbuffer *out);

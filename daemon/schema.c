@@ -827,15 +827,17 @@ out:
 	return s;
 }
 
+/* Atomic: the event loops share a snapshot. */
 struct schema *schema_ref(struct schema *s)
 {
-	s->refs++;
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 	return s;
 }
 
 void schema_unref(struct schema *s)
 {
-	if (s && --s->refs == 0)
+	if (s &&
+	    atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
 		schema_free(s);
 }
 

@@ -10,6 +10,7 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -110,7 +111,7 @@ struct schema_clash {
 };
 
 struct schema {
-	int refs;
+	atomic_int refs;	     /* requests on any event loop hold it */
 	struct schema_model *models; /* sorted by name */
 	size_t nmodels;
 	struct schema_clash *clashes; /* in the order they were found */

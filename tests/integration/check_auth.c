@@ -12,26 +12,16 @@
 #include "harness.h"
 #include "suites.h"
 
-#define READY_MS 20000
 #define TOKEN "s3cret-T0ken_with.chars~"
 #define SPEC                                                                   \
 	"{\"model\":\"author\",\"filter\":{\"id\":1},\"only\":[\"name\"],"     \
 	"\"prefetch_related\":[\"book_set\"]}"
 
-static struct pfd *start_ready(const char *const *args)
-{
-	struct pfd *p = pfd_start(args);
-
-	ck_assert_msg(pfd_wait_ready(p, READY_MS) == 0,
-		      "not ready within %d ms; log:\n%s", READY_MS, pfd_log(p));
-	return p;
-}
-
 static struct pfd *start_with_token(void)
 {
 	const char *args[] = {"--auth-token", TOKEN, NULL};
 
-	return start_ready(args);
+	return pfd_start_ready(args);
 }
 
 /* Every endpoint that needs the token. */
@@ -166,7 +156,7 @@ START_TEST(test_token_from_environment_and_flag_wins)
 
 	/* The daemon inherits the test process's environment. */
 	setenv("PREFETCHD_AUTH_TOKEN", "fromenv", 1);
-	p = start_ready(NULL);
+	p = pfd_start_ready(NULL);
 	http_do(pfd_port(p), "POST", "/query", SPEC, NULL, &res);
 	ck_assert_http_error(&res, 401, "unauthorized");
 	http_res_cleanup(&res);
@@ -190,7 +180,7 @@ START_TEST(test_no_token_configured_asks_none)
 {
 	static const char *const any[] = {"Authorization: Bearer whatever",
 					  NULL};
-	struct pfd *p = start_ready(NULL);
+	struct pfd *p = pfd_start_ready(NULL);
 
 	for (size_t e = 0; e < NGUARDED; e++) {
 		struct http_res res;

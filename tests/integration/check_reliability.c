@@ -34,7 +34,6 @@
 #include "pool.h"
 #include "suites.h"
 
-#define READY_MS 20000
 #define RECOVER_MS 30000
 
 #define SLOW_SPEC(chain)                                                       \
@@ -101,36 +100,6 @@ static void assert_ok(int port, const char *path, const char *body)
 	http_res_cleanup(&res);
 }
 
-/* Stops the daemon, which must exit 0 (a leak under ASan or valgrind
- * does not). */
-static void assert_clean_exit(struct pfd *p)
-{
-	int status = pfd_stop(p);
-
-	ck_assert_msg(status == 0, "exit status %d; log:\n%s", status,
-		      pfd_log(p));
-}
-
-static struct pfd *start_ready(const char *const *args)
-{
-	struct pfd *p = pfd_start(args);
-
-	ck_assert_msg(pfd_wait_ready(p, READY_MS) == 0,
-		      "not ready within %d ms; log:\n%s", READY_MS, pfd_log(p));
-	return p;
-}
-
-/* Occurrences of needle in the daemon's log. */
-static int count_in_log(struct pfd *p, const char *needle)
-{
-	int n = 0;
-
-	for (const char *l = strstr(pfd_log(p), needle); l;
-	     l = strstr(l + 1, needle))
-		n++;
-	return n;
-}
-
 /* A raw HTTP/1.1 request text for POST path with body (malloc'd). */
 static char *post_text(const char *path, const char *body, const char *extra)
 {
@@ -143,22 +112,6 @@ static char *post_text(const char *path, const char *body, const char *extra)
 		 "application/json\r\nContent-Length: %zu\r\n%s\r\n%s",
 		 path, strlen(body), extra, body);
 	return s;
-}
-
-static int connect_to(int port)
-{
-	struct sockaddr_in sa = {0};
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	ck_assert_int_ge(fd, 0);
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((unsigned short)port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
 }
 
 static void send_all(int fd, const char *s, size_t len)
@@ -236,7 +189,7 @@ static char *padded_spec(size_t len)
 START_TEST(test_body_over_max_body_is_413_json)
 {
 	const char *args[] = {"--max-body", "1024", NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	char *at = padded_spec(1024), *over = padded_spec(1025);
 	char *big = padded_spec(4 * 1024 + 65536);
 	struct http_res res;
@@ -256,14 +209,14 @@ START_TEST(test_body_over_max_body_is_413_json)
 	free(at);
 	free(over);
 	free(big);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 
 START_TEST(test_body_over_hard_cap_is_libevents_413)
 {
 	const char *args[] = {"--max-body", "1024", NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	char *body = padded_spec(4 * 1024 + 65536 + 1);
 	char *req = post_text("/query", body, "");
 	char *reply = NULL;
@@ -278,7 +231,7 @@ START_TEST(test_body_over_hard_cap_is_libevents_413)
 	free(body);
 	assert_ok(pfd_port(p), "/healthz", NULL);
 	assert_ok(pfd_port(p), "/query", FAST_SPEC);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 
@@ -305,7 +258,7 @@ static char *nested_not(int depth)
 START_TEST(test_nesting_and_lookups_over_limits_are_400)
 {
 	const char *args[] = {"--max-depth", "4", "--max-lookups", "2", NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	int port = pfd_port(p);
 	char *ok = nested_not(2), *deep = nested_not(3);
 	char *deeper = nested_not(200);
@@ -357,7 +310,7 @@ START_TEST(test_nesting_and_lookups_over_limits_are_400)
 	free(deep);
 	free(deeper);
 	free(arrays);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 
@@ -367,7 +320,7 @@ END_TEST
 START_TEST(test_max_rows_is_413)
 {
 	const char *args[] = {"--max-rows", "100", NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	int port = pfd_port(p);
 	struct http_res res;
 	long connects;
@@ -398,14 +351,14 @@ START_TEST(test_max_rows_is_413)
 	/* and the connection, rolled back, serves the next request */
 	assert_ok(port, "/query", FAST_SPEC);
 	ck_assert_int_eq((long)http_metric(port, CONNECTS_OK), connects);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 
 START_TEST(test_statement_timeout_is_504)
 {
 	const char *args[] = {"--statement-timeout", "200", NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	long long t0 = now_ms();
 	struct http_res res;
 
@@ -414,7 +367,7 @@ START_TEST(test_statement_timeout_is_504)
 	ck_assert_msg(now_ms() - t0 < 8000, "took %lld ms", now_ms() - t0);
 	http_res_cleanup(&res);
 	assert_ok(pfd_port(p), "/query", FAST_SPEC);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 
@@ -426,7 +379,7 @@ START_TEST(test_pool_wait_timeout_is_503_with_retry_after)
 	const char *args[] = {
 		"--pool-size", "1", "--pool-timeout", "100", "--max-held-mb",
 		"0",	       NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	int port = pfd_port(p);
 	struct http_bg *slow =
 		http_bg_start(port, "POST", "/query", SLOW_OK, NULL);
@@ -452,14 +405,14 @@ START_TEST(test_pool_wait_timeout_is_503_with_retry_after)
 	ck_assert_msg(res.status == 200, "%d: %s", res.status, res.body);
 	http_res_cleanup(&res);
 	assert_ok(port, "/query", FAST_SPEC);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 
 START_TEST(test_max_concurrent_is_503_health_checks_aside)
 {
 	const char *args[] = {"--max-concurrent", "2", NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	int port = pfd_port(p);
 	struct http_bg *a =
 		http_bg_start(port, "POST", "/query", SLOW_OK, NULL);
@@ -490,14 +443,14 @@ START_TEST(test_max_concurrent_is_503_health_checks_aside)
 	ck_assert_int_eq(res.status, 200);
 	http_res_cleanup(&res);
 	assert_ok(port, "/query", FAST_SPEC);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 
 START_TEST(test_http_timeout_closes_slow_clients)
 {
 	const char *args[] = {"--http-timeout", "1", NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	int port = pfd_port(p);
 	int base_fds, fds[3];
 	long long t0;
@@ -506,11 +459,11 @@ START_TEST(test_http_timeout_closes_slow_clients)
 	base_fds = settle_fds(p, 1 << 30, 0);
 	/* a request line that never ends, headers that never end, and a
 	 * body shorter than its Content-Length */
-	fds[0] = connect_to(port);
+	fds[0] = tcp_connect(port);
 	send_all(fds[0], "POST /query HTT", 15);
-	fds[1] = connect_to(port);
+	fds[1] = tcp_connect(port);
 	send_all(fds[1], "GET /schema HTTP/1.1\r\nHost: x\r\n", 31);
-	fds[2] = connect_to(port);
+	fds[2] = tcp_connect(port);
 	send_all(fds[2],
 		 "POST /query HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
 		 "\r\n{\"model\"",
@@ -526,14 +479,14 @@ START_TEST(test_http_timeout_closes_slow_clients)
 		      now_ms() - t0);
 	ck_assert_int_le(settle_fds(p, base_fds, 5000), base_fds);
 	assert_ok(port, "/query", FAST_SPEC);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 
 START_TEST(test_http_timeout_closes_clients_that_do_not_read)
 {
 	const char *args[] = {"--http-timeout", "1", NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	int port = pfd_port(p);
 	char *req = post_text("/query", BIG_SPEC, "");
 	int base_fds, rcvbuf = 4096;
@@ -553,9 +506,9 @@ START_TEST(test_http_timeout_closes_clients_that_do_not_read)
 	send_all(fd, req, strlen(req));
 	/* the answer is handed to libevent (logged): the second 200 */
 	t0 = now_ms();
-	while (count_in_log(p, "POST /query 200") < 2 && now_ms() - t0 < 10000)
+	while (pfd_log_count(p, "POST /query 200") < 2 && now_ms() - t0 < 10000)
 		sleep_ms(20);
-	ck_assert_int_eq(count_in_log(p, "POST /query 200"), 2);
+	ck_assert_int_eq(pfd_log_count(p, "POST /query 200"), 2);
 	t0 = now_ms();
 	/* the daemon gives up writing after the timeout and lets go */
 	ck_assert_msg(settle_fds(p, base_fds, 10000) <= base_fds,
@@ -564,14 +517,14 @@ START_TEST(test_http_timeout_closes_clients_that_do_not_read)
 	close(fd);
 	assert_ok(port, "/query", FAST_SPEC);
 	free(req);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 
 START_TEST(test_oversized_headers_are_refused)
 {
 	const char *args[] = {"--max-headers", "4096", NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	int port = pfd_port(p);
 	size_t n = 8192;
 	char *big = malloc(n + 32);
@@ -596,7 +549,7 @@ START_TEST(test_oversized_headers_are_refused)
 		      reply);
 	free(reply);
 	free(req);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 
@@ -664,7 +617,7 @@ START_TEST(test_outage_under_load_is_503_or_200_then_recovers)
 			      "--statement-timeout",
 			      "5000",
 			      NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	struct load l = {.port = pfd_port(p), .spec = FAST_SPEC};
 	pthread_t threads[6];
 	struct http_res res;
@@ -712,14 +665,14 @@ START_TEST(test_outage_under_load_is_503_or_200_then_recovers)
 	http_res_cleanup(&res);
 	json_decref(l.want);
 	pthread_mutex_destroy(&l.lock);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 
 START_TEST(test_outage_with_slow_requests_in_flight_is_503_at_once)
 {
 	const char *args[] = {"--statement-timeout", "20000", NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	int port = pfd_port(p);
 	struct http_bg *bg[3];
 	struct http_res res;
@@ -746,7 +699,7 @@ START_TEST(test_outage_with_slow_requests_in_flight_is_503_at_once)
 	db_cluster_start();
 	ck_assert_int_eq(pfd_wait_ready(p, RECOVER_MS), 0);
 	assert_ok(port, "/query", FAST_SPEC);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 
@@ -762,7 +715,7 @@ START_TEST(test_client_leaving_mid_request_leaks_nothing)
 			      "--pool-size",
 			      "4",
 			      NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	int port = pfd_port(p);
 	char *req = post_text("/query", SLOW_TIMEOUT, "");
 	int base_fds;
@@ -774,7 +727,7 @@ START_TEST(test_client_leaving_mid_request_leaks_nothing)
 	ck_assert_int_le(backends(tag), 4);
 	/* clients that send a slow request and hang up */
 	for (int i = 0; i < 6; i++) {
-		int fd = connect_to(port);
+		int fd = tcp_connect(port);
 
 		ck_assert_int_ge(fd, 0);
 		send_all(fd, req, strlen(req));
@@ -794,13 +747,13 @@ START_TEST(test_client_leaving_mid_request_leaks_nothing)
 	assert_ok(port, "/query", FAST_SPEC);
 	ck_assert_int_le(backends(tag), 4);
 	free(req);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 
 START_TEST(test_client_leaving_mid_response_leaks_nothing)
 {
-	struct pfd *p = start_ready(NULL);
+	struct pfd *p = pfd_start_ready(NULL);
 	int port = pfd_port(p);
 	char *req = post_text("/query", BIG_SPEC, "");
 	int base_fds;
@@ -808,7 +761,7 @@ START_TEST(test_client_leaving_mid_response_leaks_nothing)
 	assert_ok(port, "/query", FAST_SPEC);
 	base_fds = pfd_open_fds(p);
 	for (int i = 0; i < 4; i++) {
-		int fd = connect_to(port);
+		int fd = tcp_connect(port);
 		char buf[512];
 		struct pollfd pfd = {fd, POLLIN, 0};
 
@@ -822,7 +775,7 @@ START_TEST(test_client_leaving_mid_response_leaks_nothing)
 	ck_assert_int_le(settle_fds(p, base_fds, 5000), base_fds);
 	assert_ok(port, "/query", FAST_SPEC);
 	free(req);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 
@@ -830,7 +783,7 @@ END_TEST
 
 START_TEST(test_sigterm_lets_requests_in_flight_finish)
 {
-	struct pfd *p = start_ready(NULL);
+	struct pfd *p = pfd_start_ready(NULL);
 	int port = pfd_port(p);
 	struct http_bg *bg[3];
 	struct http_res res;
@@ -842,7 +795,7 @@ START_TEST(test_sigterm_lets_requests_in_flight_finish)
 	ck_assert_int_eq(pfd_signal(p, SIGTERM), 0);
 	ck_assert_int_eq(pfd_wait_log(p, "stopping", 5000), 0);
 	/* no new connection */
-	fd = connect_to(port);
+	fd = tcp_connect(port);
 	ck_assert_msg(fd < 0, "a new connection was accepted while draining");
 	for (size_t i = 0; i < 3; i++) {
 		ck_assert_int_eq(http_bg_join(bg[i], &res), 0);
@@ -862,7 +815,7 @@ END_TEST
 START_TEST(test_sigterm_drain_timeout_bounds_the_wait)
 {
 	const char *args[] = {"--drain-timeout", "300", NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	struct http_bg *bg = http_bg_start(pfd_port(p), "POST", "/query",
 					   SLOW_TIMEOUT, NULL);
 	struct http_res res;
@@ -926,7 +879,7 @@ static void *hup_main(void *arg)
 
 START_TEST(test_sighup_under_load_loses_no_request)
 {
-	struct pfd *p = start_ready(NULL);
+	struct pfd *p = pfd_start_ready(NULL);
 	struct hup_load l[4];
 	pthread_t threads[4];
 	struct http_res res;
@@ -958,7 +911,7 @@ START_TEST(test_sighup_under_load_loses_no_request)
 	}
 	ck_assert(strstr(pfd_log(p), "SIGHUP") != NULL);
 	json_decref(want);
-	assert_clean_exit(p);
+	pfd_stop_clean(p);
 }
 END_TEST
 

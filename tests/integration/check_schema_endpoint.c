@@ -259,15 +259,6 @@ static json_t *get_schema(struct pfd *p)
 	return doc;
 }
 
-static struct pfd *start_ready(const char *const *args)
-{
-	struct pfd *p = pfd_start(args);
-
-	ck_assert_msg(pfd_wait_ready(p, READY_MS) == 0,
-		      "not ready within %d ms; log:\n%s", READY_MS, pfd_log(p));
-	return p;
-}
-
 /* The element of arr whose "name" is name (borrowed), or NULL. */
 static json_t *find_named(json_t *arr, const char *name)
 {
@@ -359,7 +350,7 @@ static json_t *pick_relations(json_t *doc, json_t *want)
 
 START_TEST(test_schema_has_every_relation_name)
 {
-	struct pfd *p = start_ready(NULL);
+	struct pfd *p = pfd_start_ready(NULL);
 	json_t *doc = get_schema(p);
 	json_t *models = json_object_get(doc, "models");
 	json_t *want = pftest_jsonq(expected_names);
@@ -385,7 +376,7 @@ END_TEST
 
 START_TEST(test_schema_relations_follow_the_ddl)
 {
-	struct pfd *p = start_ready(NULL);
+	struct pfd *p = pfd_start_ready(NULL);
 	json_t *doc = get_schema(p);
 	json_t *want = json_object();
 	json_t *got;
@@ -409,7 +400,7 @@ END_TEST
 
 START_TEST(test_schema_model_columns_follow_the_ddl)
 {
-	struct pfd *p = start_ready(NULL);
+	struct pfd *p = pfd_start_ready(NULL);
 	json_t *doc = get_schema(p);
 	json_t *book = find_named(json_object_get(doc, "models"), "book");
 	json_t *reader = find_named(json_object_get(doc, "models"), "reader");
@@ -429,7 +420,7 @@ END_TEST
 
 START_TEST(test_schema_junction_with_extra_column_stays_a_model)
 {
-	struct pfd *p = start_ready(NULL);
+	struct pfd *p = pfd_start_ready(NULL);
 	json_t *doc = get_schema(p);
 	json_t *models = json_object_get(doc, "models");
 	size_t i, k;
@@ -458,7 +449,7 @@ START_TEST(test_schema_reports_the_article_author_clash)
 {
 	static const char *const renamed[] = {"article_set_by_author",
 					      "article_set_by_editor"};
-	struct pfd *p = start_ready(NULL);
+	struct pfd *p = pfd_start_ready(NULL);
 	json_t *doc = get_schema(p);
 	json_t *clashes = json_object_get(doc, "clashes");
 
@@ -495,7 +486,7 @@ START_TEST(test_schema_overlay_renames_hides_and_declares)
 {
 	const char *path = pftest_write_file("overlay.json", overlay);
 	const char *const args[] = {"--schema-overlay", path, NULL};
-	struct pfd *p = start_ready(args);
+	struct pfd *p = pfd_start_ready(args);
 	json_t *doc = get_schema(p);
 	json_t *models = json_object_get(doc, "models");
 	json_t *writer = find_named(models, "writer");
@@ -543,7 +534,7 @@ END_TEST
 
 START_TEST(test_schema_sighup_reload_keeps_serving)
 {
-	struct pfd *p = start_ready(NULL);
+	struct pfd *p = pfd_start_ready(NULL);
 	json_t *before = get_schema(p), *after;
 	struct timespec pause = {0, 200 * 1000000};
 

@@ -105,17 +105,6 @@ static void assert_clean_exit(struct pfd *p)
 		      pfd_log(p));
 }
 
-/* Occurrences of needle in the daemon's log. */
-static int count_in_log(struct pfd *p, const char *needle)
-{
-	int n = 0;
-
-	for (const char *l = strstr(pfd_log(p), needle); l;
-	     l = strstr(l + 1, needle))
-		n++;
-	return n;
-}
-
 /* --- raw HTTP --- */
 
 /* A raw request text (malloc'd): POST path with body, in HTTP/1.version,
@@ -557,7 +546,7 @@ START_TEST(test_large_answer_is_chunked_and_byte_identical)
 	json_decref(want);
 	http_res_cleanup(&res);
 
-	ck_assert_int_eq(count_in_log(p, "POST /query 200"), 4);
+	ck_assert_int_eq(pfd_log_count(p, "POST /query 200"), 4);
 	free(many);
 	free(few);
 	free(small);
@@ -665,8 +654,8 @@ START_TEST(test_slow_reader_does_not_grow_rss)
 	tail = check_body(r.body, r.len, big, 2, NOVELS + WRITERS, false);
 	json_decref(tail);
 	ck_assert_int_eq(pfd_wait_log(p, "id=pfstream-slow", 5000), 0);
-	ck_assert_int_eq(count_in_log(p, "POST /query 200"), 2);
-	ck_assert_int_eq(count_in_log(p, "in the middle of its answer"), 0);
+	ck_assert_int_eq(pfd_log_count(p, "POST /query 200"), 2);
+	ck_assert_int_eq(pfd_log_count(p, "in the middle of its answer"), 0);
 	reply_cleanup(&r);
 	free(req);
 	free(big);
@@ -772,9 +761,9 @@ START_TEST(test_client_leaving_mid_stream_leaks_nothing)
 		char id[32];
 
 		snprintf(id, sizeof(id), "id=pfstream-cut-%d\n", i);
-		ck_assert_int_eq(count_in_log(p, id), 1);
+		ck_assert_int_eq(pfd_log_count(p, id), 1);
 	}
-	ck_assert_int_eq(count_in_log(p, "in the middle of its answer"), 4);
+	ck_assert_int_eq(pfd_log_count(p, "in the middle of its answer"), 4);
 	http_do(port, "GET", "/metrics", NULL, NULL, &res);
 	ck_assert_msg(strstr(res.body,
 			     "prefetchd_errors_total{code=\"client_gone\"} 4"),
@@ -830,9 +819,9 @@ START_TEST(test_sigterm_lets_a_stream_finish)
 	status = pfd_wait_exit(p, 15000);
 	ck_assert_msg(status == 0, "exit status %d; log:\n%s", status,
 		      pfd_log(p));
-	ck_assert_int_eq(count_in_log(p, "POST /query 200"), 1);
-	ck_assert_int_eq(count_in_log(p, "drain timeout"), 0);
-	ck_assert_int_eq(count_in_log(p, "in the middle of its answer"), 0);
+	ck_assert_int_eq(pfd_log_count(p, "POST /query 200"), 1);
+	ck_assert_int_eq(pfd_log_count(p, "drain timeout"), 0);
+	ck_assert_int_eq(pfd_log_count(p, "in the middle of its answer"), 0);
 	reply_cleanup(&r);
 	free(req);
 	free(big);
@@ -861,9 +850,9 @@ START_TEST(test_drain_timeout_cuts_a_stalled_stream)
 		      pfd_log(p));
 	ck_assert_msg(now_ms() - t0 < (pftest_wrapped() ? 10000 : 3000),
 		      "exited after %lld ms", now_ms() - t0);
-	ck_assert_int_eq(count_in_log(p, "drain timeout"), 1);
-	ck_assert_int_eq(count_in_log(p, "id=pfstream-stalled\n"), 1);
-	ck_assert_int_eq(count_in_log(p, "in the middle of its answer"), 1);
+	ck_assert_int_eq(pfd_log_count(p, "drain timeout"), 1);
+	ck_assert_int_eq(pfd_log_count(p, "id=pfstream-stalled\n"), 1);
+	ck_assert_int_eq(pfd_log_count(p, "in the middle of its answer"), 1);
 	/* the client sees the connection end before the last chunk */
 	conn_read(&c, 0, 1 << 16, 0, 10000);
 	ck_assert(c.eof);

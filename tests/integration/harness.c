@@ -408,13 +408,18 @@ struct pfd *pfd_spawn(const char *const *extra_args)
 	while (extra_args != NULL && extra_args[nextra] != NULL)
 		nextra++;
 	/* 4 free slots in front, for exec_daemon's wrapper. */
-	argv = xmalloc((nextra + 10) * sizeof(*argv));
+	argv = xmalloc((nextra + 12) * sizeof(*argv));
 	argv += 4;
 	argv[i++] = xstrdup(env("PFTEST_BIN"));
 	argv[i++] = xstrdup("--listen");
 	argv[i++] = xstrdup("127.0.0.1:0");
 	argv[i++] = xstrdup("--database-url");
 	argv[i++] = conninfo;
+	/* One event loop unless the test asks for more: the tests of limits,
+	 * plans and counts are about one loop's behaviour, whatever the
+	 * machine's cores (check_threads.c tests several). */
+	argv[i++] = xstrdup("--threads");
+	argv[i++] = xstrdup("1");
 	for (size_t k = 0; k < nextra; k++)
 		argv[i++] = xstrdup(extra_args[k]);
 	argv[i] = NULL;
@@ -466,6 +471,16 @@ const char *pfd_log(struct pfd *p)
 	free(p->log);
 	p->log = buf;
 	return buf;
+}
+
+int pfd_log_count(struct pfd *p, const char *needle)
+{
+	int n = 0;
+
+	for (const char *l = strstr(pfd_log(p), needle); l;
+	     l = strstr(l + 1, needle))
+		n++;
+	return n;
 }
 
 int pfd_wait_log(struct pfd *p, const char *needle, int timeout_ms)
@@ -549,6 +564,23 @@ int pfd_open_fds(const struct pfd *p)
 			n++;
 	closedir(d);
 	return n;
+}
+
+struct pfd *pfd_start_ready(const char *const *extra_args)
+{
+	struct pfd *p = pfd_start(extra_args);
+
+	ck_assert_msg(pfd_wait_ready(p, 20000) == 0,
+		      "not ready within 20 s; log:\n%s", pfd_log(p));
+	return p;
+}
+
+void pfd_stop_clean(struct pfd *p)
+{
+	int status = pfd_stop(p);
+
+	ck_assert_msg(status == 0, "exit status %d; log:\n%s", status,
+		      pfd_log(p));
 }
 
 int pfd_signal(struct pfd *p, int sig)
@@ -916,15 +948,11 @@ static int response_complete(const char *buf, size_t len)
 	return done;
 }
 
-long raw_request(int port, const char *bytes, size_t len, char **reply)
+int tcp_connect(int port)
 {
 	struct sockaddr_in sa = {0};
-	size_t cap = 4096, got = 0, sent = 0;
-	char *buf;
-	long long deadline = now_ms() + RAW_TIMEOUT_MS;
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
-	*reply = NULL;
 	if (fd < 0)
 		ck_abort_msg("socket: %s", strerror(errno));
 	sa.sin_family = AF_INET;
@@ -934,6 +962,19 @@ long raw_request(int port, const char *bytes, size_t len, char **reply)
 		close(fd);
 		return -1;
 	}
+	return fd;
+}
+
+long raw_request(int port, const char *bytes, size_t len, char **reply)
+{
+	size_t cap = 4096, got = 0, sent = 0;
+	char *buf;
+	long long deadline = now_ms() + RAW_TIMEOUT_MS;
+	int fd = tcp_connect(port);
+
+	*reply = NULL;
+	if (fd < 0)
+		return -1;
 	while (sent < len) {
 		ssize_t n = send(fd, bytes + sent, len - sent, MSG_NOSIGNAL);
 

@@ -49,8 +49,9 @@ long long now_ms(void);
 void sleep_ms(int ms);
 
 /* Starts $PFTEST_BIN --listen 127.0.0.1:0 --database-url "host=...
- * port=... dbname=$PFTEST_DB user=postgres" followed by extra_args
- * (NULL-terminated, or NULL), stdout and stderr to a log file, and waits up
+ * port=... dbname=$PFTEST_DB user=postgres" --threads 1 followed by
+ * extra_args (NULL-terminated, or NULL; a --threads there wins), stdout
+ * and stderr to a log file, and waits up
  * to 10 s for "listening on 127.0.0.1:PORT" in the log. Fails the test,
  * showing the log, if that line does not come. Does not wait for /readyz.
  * The harness kills and frees it after the test if the test does not. */
@@ -90,8 +91,19 @@ int pftest_wrapped(void);
 /* Everything the daemon has logged so far; valid until the next call. */
 const char *pfd_log(struct pfd *p);
 
+/* Occurrences of needle in the daemon's log so far. */
+int pfd_log_count(struct pfd *p, const char *needle);
+
 /* Waits up to timeout_ms until the log contains needle: 0, or -1. */
 int pfd_wait_log(struct pfd *p, const char *needle, int timeout_ms);
+
+/* pfd_start, then pfd_wait_ready for up to 20 s: fails the test with the
+ * log when the daemon is not ready by then. */
+struct pfd *pfd_start_ready(const char *const *extra_args);
+
+/* pfd_stop, which must give exit status 0 (a leak under ASan or valgrind
+ * does not): fails the test with the log otherwise. */
+void pfd_stop_clean(struct pfd *p);
 
 /* kill(2) on the daemon: 0, or -1 once it has exited. */
 int pfd_signal(struct pfd *p, int sig);
@@ -150,6 +162,10 @@ struct http_bg *http_bg_start(int port, const char *method, const char *path,
 /* Waits for the request: http_do's return value, *out filled as by
  * http_do (clean it up). Frees bg. */
 int http_bg_join(struct http_bg *bg, struct http_res *out);
+
+/* A new TCP connection to 127.0.0.1:port: its socket, or -1 when the
+ * connection is refused. */
+int tcp_connect(int port);
 
 /* Sends len raw bytes to 127.0.0.1:port and reads the reply until the peer
  * closes, a complete response (by Content-Length) has arrived, or 5 s have
