@@ -11,6 +11,7 @@
 #include "exec.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -560,14 +561,59 @@ static void on_conn(struct pool_conn *conn, const struct pf_err *err, void *arg)
 
 /* ---- the API ---- */
 
-/* The rows budget's name for the request's shape: its SQL texts, which
- * depend on the shape only (values go as parameters). */
+/* The power of two that n is under: 0 for 0, 1 for 1, 2 for 2-3, ... */
+static unsigned size_class(long long n)
+{
+	unsigned c = 0;
+
+	for (; n > 0; n >>= 1)
+		c++;
+	return c;
+}
+
+/* The elements of an array parameter's text, {1,2,3}: its commas and one
+ * (a comma inside a quoted element counts too, which moves a list by one
+ * class at most in its size). */
+static long long array_length(const char *text)
+{
+	long long n = 1;
+
+	for (const char *c = text; *c; c++)
+		n += *c == ',';
+	return n;
+}
+
+/* The rows budget's name for the request's shape, which it learns sizes
+ * by: its SQL texts, which depend on the shape only (values go as
+ * parameters), and the size class of the values that set how many rows
+ * come back: each LIMIT and each list (id__in). Without them, [:100] and
+ * [:10000] of the same queryset were one shape: after a small one, eight
+ * large ones went at once on its size (306 MB held for an 80 MB budget).
+ * Other values (a filter's constant) stay out: every id would be a shape
+ * of its own, never learned. */
 static uint64_t shape_of(const struct plan *plan)
 {
 	uint64_t h = 0;
 
-	for (size_t q = 0; q < plan->nqueries; q++)
-		h = text_hash(h, plan->queries[q].sql);
+	for (size_t q = 0; q < plan->nqueries; q++) {
+		const struct plan_query *pq = &plan->queries[q];
+
+		h = text_hash(h, pq->sql);
+		for (int i = pq->keyed ? 1 : 0; i < pq->nparams; i++) {
+			const char *v = pq->params[i];
+			char class[16];
+
+			if (i == pq->limit_param)
+				snprintf(class, sizeof(class), "l%u",
+					 size_class(atoll(v)));
+			else if (v && v[0] == '{')
+				snprintf(class, sizeof(class), "a%u",
+					 size_class(array_length(v)));
+			else
+				continue;
+			h = text_hash(h, class);
+		}
+	}
 	return h;
 }
 

@@ -937,6 +937,7 @@ static int finish_query(struct pb *b, int q)
 	pq->params = calloc((size_t)pq->nparams + 1, sizeof(char *));
 	if (!pq->params)
 		return OOM(b->err);
+	pq->limit_param = -1;
 	if (pq->keyed)
 		k++;
 	for (size_t i = 0; i < qs->nparams; i++, k++)
@@ -950,6 +951,7 @@ static int finish_query(struct pb *b, int q)
 					 qs->limit > b->row_cap
 				 ? (long long)b->row_cap
 				 : qs->limit);
+		pq->limit_param = k;
 		if (!(pq->params[k++] = strdup(num)))
 			return OOM(b->err);
 	}

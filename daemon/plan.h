@@ -41,6 +41,7 @@ struct plan_query {
 				   query params[0] is NULL here: exec fills
 				   $1 with the keys at run time */
 	int nparams;
+	int limit_param; /* the index of its LIMIT (a slice's), or -1 */
 	bool keyed;	 /* $1 is the parent keys array */
 	bool empty;	 /* matches nothing: never sent */
 	int parent_node; /* keyed: node whose objects are the parents */

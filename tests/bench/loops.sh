@@ -30,7 +30,7 @@ start() {
 	procs2)
 		for _ in 1 2; do
 			"$bin" --listen "127.0.0.1:$port" --database-url "$url" \
-				--reuse-port 1 --threads 1 --pool-size 4 \
+				--reuse-port 1 --threads 1 --pool-size 4 --max-held-mb 40 \
 				2>/dev/null &
 			pids="$pids $!"
 		done
