@@ -71,9 +71,9 @@ struct http_shared {
 	const struct config *cfg;
 	struct catalog *cat;
 	struct metrics *metrics;
-	evutil_socket_t listen_fd; /* closed by the last loop to stop */
-	atomic_int listening;	   /* loops still accepting on it */
-	int port;
+	char host[256]; /* of --listen */
+	int port;	/* the port every loop binds (loop 0 picks for 0) */
+	atomic_int listening; /* loops still accepting */
 	atomic_int busy; /* in flight on routes that are not health checks */
 	int nloops;
 	pthread_mutex_t lock; /* guards gauges */
@@ -1013,10 +1013,9 @@ static void set_nodelay(evutil_socket_t fd)
 		log_warn("http: TCP_NODELAY: %s", strerror(errno));
 }
 
-/* What evconnlistener_new_bind does, without the listener: the socket is
- * shared by every loop's listener (the kernel wakes the loops and one
- * accepts), and plus SO_REUSEPORT when asked, so that several prefetchd
- * processes may share the port too (README, "All cores"). */
+/* What evconnlistener_new_bind does, without the listener (the port of a
+ * loop after loop 0 is known only once loop 0 has bound), and SO_REUSEPORT
+ * when asked. */
 static evutil_socket_t bind_socket(const char *host, int port, bool reuse_port)
 {
 	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -1063,15 +1062,12 @@ struct http_shared *http_shared_new(const struct config *cfg,
 				    struct pf_err *err)
 {
 	struct http_shared *sh = calloc(1, sizeof(*sh));
-	char host[256];
-	int port;
 
 	if (!sh)
 		return NULL;
 	sh->cfg = cfg;
 	sh->cat = cat;
 	sh->nloops = nloops;
-	sh->listen_fd = -1;
 	pthread_mutex_init(&sh->lock, NULL);
 	sh->metrics = metrics_new();
 	sh->gauges = calloc((size_t)nloops, sizeof(*sh->gauges));
@@ -1079,20 +1075,13 @@ struct http_shared *http_shared_new(const struct config *cfg,
 		pf_err_set(err, 500, "internal", "", "out of memory");
 		goto fail;
 	}
-	if (config_split_listen(cfg->listen, host, sizeof(host), &port) < 0) {
+	if (config_split_listen(cfg->listen, sh->host, sizeof(sh->host),
+				&sh->port) < 0) {
 		pf_err_set(err, 400, "bad_config", "listen",
 			   "--listen must be host:port, not \"%s\"",
 			   cfg->listen);
 		goto fail;
 	}
-	sh->listen_fd = bind_socket(host, port, cfg->reuse_port);
-	if (sh->listen_fd < 0) {
-		pf_err_set(err, 500, "internal", "listen",
-			   "cannot listen on %s: %s", cfg->listen,
-			   strerror(errno));
-		goto fail;
-	}
-	sh->port = bound_port(sh->listen_fd);
 	return sh;
 fail:
 	http_shared_free(sh);
@@ -1103,8 +1092,6 @@ void http_shared_free(struct http_shared *sh)
 {
 	if (!sh)
 		return;
-	if (sh->listen_fd >= 0)
-		evutil_closesocket(sh->listen_fd);
 	metrics_free(sh->metrics);
 	free(sh->gauges);
 	pthread_mutex_destroy(&sh->lock);
@@ -1124,18 +1111,41 @@ int http_in_flight_all(struct http *h)
 	return all.pending;
 }
 
-/* This loop's listener on the shared socket; the socket is not its to
- * close (no LEV_OPT_CLOSE_ON_FREE), and is already listening (backlog 0). */
-static int accept_on(struct http *h)
+/*
+ * This loop's own socket on the port. With several loops every socket has
+ * SO_REUSEPORT and the kernel spreads new connections between them (by a
+ * hash of the client's address and port). One socket shared by the loops
+ * gave each new connection to the first loop to wake, which accepted a
+ * whole burst: wrk's eight connections went to one loop, the other idled.
+ */
+static int accept_on(struct http *h, struct pf_err *err)
 {
-	struct evconnlistener *l =
-		evconnlistener_new(h->base, NULL, NULL, 0, 0, h->sh->listen_fd);
+	struct http_shared *sh = h->sh;
+	struct evconnlistener *l = NULL;
+	evutil_socket_t fd = bind_socket(sh->host, sh->port,
+					 sh->cfg->reuse_port || sh->nloops > 1);
 
-	if (l && (h->listener = evhttp_bind_listener(h->evh, l)))
-		atomic_fetch_add(&h->sh->listening, 1);
-	else if (l)
+	if (fd < 0) {
+		pf_err_set(err, 500, "internal", "listen",
+			   "cannot listen on %s: %s", sh->cfg->listen,
+			   strerror(errno));
+		return -1;
+	}
+	if (sh->port == 0) /* loop 0 picked it: the others bind it too */
+		sh->port = bound_port(fd);
+	/* already listening: backlog 0 */
+	l = evconnlistener_new(h->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, 0,
+			       fd);
+	if (!l)
+		evutil_closesocket(fd);
+	else if (!(h->listener = evhttp_bind_listener(h->evh, l)))
 		evconnlistener_free(l);
-	return h->listener ? 0 : -1;
+	if (!h->listener) {
+		pf_err_set(err, 500, "internal", "", "out of memory");
+		return -1;
+	}
+	atomic_fetch_add(&sh->listening, 1);
+	return 0;
 }
 
 struct http *http_new(struct event_base *base, struct http_shared *sh, int loop,
@@ -1182,11 +1192,8 @@ struct http *http_new(struct event_base *base, struct http_shared *sh, int loop,
 	evhttp_set_timeout(h->evh, cfg->http_timeout_s);
 	evhttp_set_default_content_type(h->evh, "application/json");
 	evhttp_set_gencb(h->evh, on_request, h);
-	if (accept_on(h) < 0) {
-		pf_err_set(err, 500, "internal", "listen",
-			   "cannot accept on %s", cfg->listen);
+	if (accept_on(h, err) < 0)
 		goto fail;
-	}
 	if (sh->nloops > 1) {
 		static const struct timeval second = {1, 0};
 		event_add(h->gauge_ev, &second);
@@ -1214,19 +1221,15 @@ void http_free(struct http *h)
 	free(h);
 }
 
-/* The last loop to stop closes the socket: from then on a connection is
- * refused, where a socket still open would queue it for nobody. */
+/* Closes the loop's socket. Until the last loop's closes, the kernel
+ * sends new connections to the sockets left open. */
 bool http_stop_accepting(struct http *h)
 {
 	if (!h->listener)
 		return false;
 	evhttp_del_accept_socket(h->evh, h->listener);
 	h->listener = NULL;
-	if (atomic_fetch_sub(&h->sh->listening, 1) != 1)
-		return false;
-	evutil_closesocket(h->sh->listen_fd);
-	h->sh->listen_fd = -1;
-	return true;
+	return atomic_fetch_sub(&h->sh->listening, 1) == 1;
 }
 
 int http_in_flight(const struct http *h)

@@ -20,10 +20,10 @@ struct http;
 struct http_shared;
 
 /*
- * What the event loops of one process share (--threads): the listening
- * socket, the schema (cat), the counters of /metrics, the requests in
- * flight against --max-concurrent, and the gauges each loop publishes.
- * Binds cfg->listen. NULL with err set when it cannot.
+ * What the event loops of one process share (--threads): the port, the
+ * schema (cat), the counters of /metrics, the requests in flight against
+ * --max-concurrent, and the gauges each loop publishes. NULL with err set
+ * when cfg->listen is not host:port.
  */
 struct http_shared *http_shared_new(const struct config *cfg,
 				    struct catalog *cat, int nloops,
@@ -33,14 +33,16 @@ void http_shared_free(struct http_shared *sh);
 int http_port(const struct http_shared *sh); /* the bound port (for 0) */
 
 /* The server of loop number loop (0 .. nloops - 1), on its base with its
- * pool; it accepts on the shared socket. Used from that loop's thread
- * only. NULL with err set. */
+ * pool, with a socket of its own on the port (SO_REUSEPORT when there are
+ * several loops). Made in the order of the loops, before their threads
+ * start; then used from its loop's thread only. NULL with err set. */
 struct http *http_new(struct event_base *base, struct http_shared *sh, int loop,
 		      struct pool *pool, struct pf_err *err);
 void http_free(struct http *h); /* NULL ok */
 
-/* Stops this loop accepting connections (SIGTERM); requests in flight go
- * on. The last loop to stop closes the socket, and is told so (true). */
+/* Stops this loop accepting connections (SIGTERM): its socket closes;
+ * requests in flight go on. true for the last loop to stop: from then on
+ * connections are refused. */
 bool http_stop_accepting(struct http *h);
 /* This loop's requests in flight, replies still being written included. */
 int http_in_flight(const struct http *h);

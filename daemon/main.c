@@ -14,9 +14,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -331,13 +328,6 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-#ifdef __GLIBC__
-	/* One heap for every loop's thread. glibc would give each thread an
-	 * arena of its own, whose freed pages the idle trim cannot all give
-	 * back (idle RSS after load: 10.4 MB with two loops, 8.8 with one);
-	 * the threads' caches (tcache) keep small allocations off its lock. */
-	mallopt(M_ARENA_MAX, 1);
-#endif
 	/* stderr is unbuffered: each log line would be a write per piece
 	 * (the access line: two). Line-buffered, it is one write a line. */
 	setvbuf(stderr, NULL, _IOLBF, 0);
