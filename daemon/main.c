@@ -1,6 +1,6 @@
 /*
  * prefetchd: argv/env -> config, the event loops (--threads), each with
- * its share of the pool and its HTTP server on the shared port, the schema
+ * its share of the pool and its HTTP server on the port, the schema
  * catalog and the signals; then the loops until SIGTERM, then an orderly
  * teardown. Nothing here blocks once the loops run.
  */
@@ -27,9 +27,9 @@
 #include "pool.h"
 
 /* One event loop with its pool and HTTP server. Loop 0 runs on the main
- * thread, which also owns the signals and the schema; the others run on
- * threads of their own (--threads) and share nothing else with it but
- * what http_shared holds. */
+ * thread, which also owns the signals and loads the schema (on its pool);
+ * the others run on threads of their own (--threads) and share with it
+ * only what http_shared holds, the schema among it. */
 struct loop {
 	struct daemon *d;
 	int index;
@@ -273,15 +273,21 @@ static int start(struct daemon *d)
 }
 
 /* Each thread's loop ends on its own once drained (or, when the start
- * failed, as soon as it is told to stop); then everything goes. */
-static void teardown(struct daemon *d)
+ * failed, as soon as it is told to stop). */
+static void join_threads(struct daemon *d)
 {
 	for (int i = 1; d->loops && i < d->nloops; i++)
 		if (d->loops[i].running) {
 			if (!d->stopping)
 				event_active(d->loops[i].stop, EV_TIMEOUT, 0);
 			pthread_join(d->loops[i].thread, NULL);
+			d->loops[i].running = false;
 		}
+}
+
+static void teardown(struct daemon *d)
+{
+	join_threads(d);
 	if (d->sigterm)
 		event_free(d->sigterm);
 	if (d->sigint)
@@ -296,13 +302,14 @@ static void teardown(struct daemon *d)
 			event_free(l->drain);
 		http_free(l->http);
 	}
-	http_shared_free(d->shared);
-	catalog_free(d->cat);
-	for (int i = 0; d->loops && i < d->nloops; i++) {
+	/* The pools before the catalog: loop 0's may hold its statement. */
+	for (int i = 0; d->loops && i < d->nloops; i++)
 		pool_free(d->loops[i].pool);
+	catalog_free(d->cat);
+	http_shared_free(d->shared);
+	for (int i = 0; d->loops && i < d->nloops; i++)
 		if (d->loops[i].base)
 			event_base_free(d->loops[i].base);
-	}
 	free(d->loops);
 	config_cleanup(&d->cfg);
 	libevent_global_shutdown();
@@ -336,6 +343,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	event_base_dispatch(d.loops[0].base);
+	join_threads(&d);
 	log_info("stopped");
 	teardown(&d);
 	return 0;
