@@ -251,9 +251,10 @@ static void on_gauge_tick(evutil_socket_t fd, short what, void *arg)
 /* Every loop's gauges summed, this loop's read live. */
 static void sum_gauges(struct http *h, struct loop_gauges *sum)
 {
-	read_gauges(h, sum);
-	if (h->sh->nloops == 1)
+	if (h->sh->nloops == 1) {
+		read_gauges(h, sum);
 		return;
+	}
 	publish(h);
 	*sum = (struct loop_gauges){.pool.up = true};
 	pthread_mutex_lock(&h->sh->lock);
@@ -1015,8 +1016,9 @@ static void set_nodelay(evutil_socket_t fd)
 
 /* What evconnlistener_new_bind does, without the listener (the port of a
  * loop after loop 0 is known only once loop 0 has bound), and SO_REUSEPORT
- * when asked. */
-static evutil_socket_t bind_socket(const char *host, int port, bool reuse_port)
+ * when asked; listening unless it is a probe (claim_port). */
+static evutil_socket_t bind_socket(const char *host, int port, bool reuse_port,
+				   bool listening)
 {
 	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC,
 					.ai_socktype = SOCK_STREAM,
@@ -1027,20 +1029,25 @@ static evutil_socket_t bind_socket(const char *host, int port, bool reuse_port)
 	char service[16];
 
 	snprintf(service, sizeof(service), "%d", port);
-	if (evutil_getaddrinfo(host, service, &hints, &ai) != 0)
+	if (evutil_getaddrinfo(host, service, &hints, &ai) != 0) {
+		errno = EADDRNOTAVAIL;
 		return -1;
+	}
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		    0);
 	if (fd >= 0 &&
 	    (evutil_make_listen_socket_reuseable(fd) < 0 ||
 	     (reuse_port && evutil_make_listen_socket_reuseable_port(fd) < 0) ||
 	     bind(fd, ai->ai_addr, (socklen_t)ai->ai_addrlen) < 0 ||
-	     listen(fd, SOMAXCONN) < 0)) {
+	     (listening && listen(fd, SOMAXCONN) < 0))) {
+		int why = errno; /* for the caller's message */
+
 		evutil_closesocket(fd);
 		fd = -1;
+		errno = why;
 	}
 	evutil_freeaddrinfo(ai);
-	if (fd >= 0)
+	if (fd >= 0 && listening)
 		set_nodelay(fd);
 	return fd;
 }
@@ -1055,6 +1062,24 @@ static int bound_port(evutil_socket_t fd)
 	return ss.ss_family == AF_INET6
 		       ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
 		       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* Several loops bind the port with SO_REUSEPORT, which would let another
+ * process's sockets join theirs. Without --reuse-port a taken port stays
+ * an error at start: a socket bound without SO_REUSEPORT fails on any
+ * listener there, and is closed before the loops bind. For port 0 it is
+ * the one that picks the port. */
+static int claim_port(struct http_shared *sh, struct pf_err *err)
+{
+	evutil_socket_t probe = bind_socket(sh->host, sh->port, false, false);
+
+	if (probe < 0)
+		return pf_err_set(err, 500, "internal", "listen",
+				  "cannot listen on %s: %s", sh->cfg->listen,
+				  strerror(errno));
+	sh->port = bound_port(probe);
+	evutil_closesocket(probe);
+	return 0;
 }
 
 struct http_shared *http_shared_new(const struct config *cfg,
@@ -1082,6 +1107,8 @@ struct http_shared *http_shared_new(const struct config *cfg,
 			   cfg->listen);
 		goto fail;
 	}
+	if (nloops > 1 && !cfg->reuse_port && claim_port(sh, err) < 0)
+		goto fail;
 	return sh;
 fail:
 	http_shared_free(sh);
@@ -1122,8 +1149,9 @@ static int accept_on(struct http *h, struct pf_err *err)
 {
 	struct http_shared *sh = h->sh;
 	struct evconnlistener *l = NULL;
-	evutil_socket_t fd = bind_socket(sh->host, sh->port,
-					 sh->cfg->reuse_port || sh->nloops > 1);
+	evutil_socket_t fd =
+		bind_socket(sh->host, sh->port,
+			    sh->cfg->reuse_port || sh->nloops > 1, true);
 
 	if (fd < 0) {
 		pf_err_set(err, 500, "internal", "listen",

@@ -23,7 +23,8 @@ struct http_shared;
  * What the event loops of one process share (--threads): the port, the
  * schema (cat), the counters of /metrics, the requests in flight against
  * --max-concurrent, and the gauges each loop publishes. NULL with err set
- * when cfg->listen is not host:port.
+ * when cfg->listen is not host:port, or when its port is taken (several
+ * loops without --reuse-port: one loop finds out when it binds).
  */
 struct http_shared *http_shared_new(const struct config *cfg,
 				    struct catalog *cat, int nloops,

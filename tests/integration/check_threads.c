@@ -1,17 +1,18 @@
 /*
  * Several event loops in one process (--threads): one per core by
- * default, never more than pool connections; every loop accepts on the
- * one port and answers the same; the counters and gauges of /metrics are
- * the process's, summed over the loops (checked against
- * pg_stat_statements); --max-concurrent counts the requests of every
- * loop; SIGTERM closes the port and drains every loop; SIGHUP's schema
- * reaches every loop. The rest of the integration tests run one loop
- * (the harness's --threads 1).
+ * default, never more than pool connections; a port another daemon holds
+ * is refused; every loop accepts on the port and answers the same; the
+ * counters and gauges of /metrics are the process's, summed over the
+ * loops (checked against pg_stat_statements); --max-concurrent counts the
+ * requests of every loop; SIGTERM closes the port and drains every loop;
+ * SIGHUP's schema reaches every loop. The rest of the integration tests
+ * run one loop (the harness's --threads 1).
  *
- * Which loop accepts a connection is the kernel's choice: both loops wait
- * on the socket and the first to wake takes it. A test that needs both
- * loops busy sends requests until the database shows both loops' own
- * connections waiting, each loop having one (--pool-size 2).
+ * Which loop accepts a connection is the kernel's choice: each loop has a
+ * socket on the port (SO_REUSEPORT), and a hash of the client's address
+ * and port picks one. A test that needs both loops busy sends requests
+ * until the database shows both loops' own connections waiting, each loop
+ * having one (--pool-size 2).
  */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <dirent.h>
@@ -189,6 +190,27 @@ START_TEST(test_loops_are_capped_by_the_pool)
 		2);
 	ck_assert(strstr(pfd_log(p), "2 event loops, not 4") != NULL);
 	pfd_stop_clean(p);
+}
+END_TEST
+
+/* The loops' sockets have SO_REUSEPORT, but a port taken by another
+ * daemon is still an error at start unless both ask for --reuse-port. */
+START_TEST(test_a_taken_port_is_refused)
+{
+	const char *first_args[] = {"--threads", "2", "--pool-size", "2", NULL};
+	struct pfd *first = pfd_start_ready(first_args), *second;
+	char listen[32];
+	const char *second_args[] = {"--listen",    listen, "--threads", "2",
+				     "--pool-size", "2",    NULL};
+	int status;
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", pfd_port(first));
+	second = pfd_spawn(second_args);
+	status = pfd_wait_exit(second, 15000);
+	ck_assert_msg(status == 1, "exit status %d; log:\n%s", status,
+		      pfd_log(second));
+	ck_assert(strstr(pfd_log(second), "cannot listen") != NULL);
+	pfd_stop_clean(first);
 }
 END_TEST
 
@@ -375,6 +397,7 @@ Suite *threads_suite(void)
 
 	tcase_add_test(tc, test_default_is_one_loop_per_core);
 	tcase_add_test(tc, test_loops_are_capped_by_the_pool);
+	tcase_add_test(tc, test_a_taken_port_is_refused);
 	tcase_add_test(tc, test_every_loop_answers_the_same);
 	tcase_add_test(tc, test_metrics_sum_every_loop);
 	tcase_add_test(tc, test_max_concurrent_counts_every_loop);
