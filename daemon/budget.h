@@ -1,12 +1,13 @@
 /*
  * The rows budget: admits requests by the memory their results will take
- * (--max-held-mb). One per process, owned by the event loop (no locks). A
- * request asks once, before it takes a pool connection, with the bytes its
- * shape held last time on this process; it counts the bytes of results
- * that live requests hold (held) and what admitted requests are expected
- * to hold still (reserved), queues the requests that do not fit (FIFO),
- * and learns each shape's size from its last complete request. It knows
- * nothing of plans, libpq or HTTP: its users are execs.
+ * (--max-held-mb, a share per event loop). One per loop, owned by its
+ * thread (no locks). A request asks once, before it takes a pool
+ * connection, with the bytes its shape held last time on this loop; it
+ * counts the bytes of results that live requests hold (held) and what
+ * admitted requests are expected to hold still (reserved), queues the
+ * requests that do not fit (FIFO), and learns each shape's size from its
+ * last complete request. It knows nothing of plans, libpq or HTTP: its
+ * users are execs.
  */
 #pragma once
 
@@ -40,8 +41,9 @@ bool budget_estimate(const struct budget *b, uint64_t shape, size_t *bytes);
 /* ---- admission ---- */
 
 /* One per request, from its start: the order of starts decides which
- * request is the oldest. shape: the text_hash of its plan's SQL texts,
- * which depend on the shape only. NULL when out of memory. */
+ * request is the oldest. shape: a hash of its plan's SQL texts and of the
+ * size classes of their LIMITs and lists (exec's shape_of). NULL when out
+ * of memory. */
 struct budget_user *budget_user_new(struct budget *b, uint64_t shape);
 /* Gives back everything the user holds or reserves and leaves the queue
  * (its callback never fires then). NULL ok. */

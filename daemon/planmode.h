@@ -10,8 +10,8 @@
  * column's average value: where a few values hold most rows, it scans the
  * whole table for keys that an index finds at once. PostgreSQL's own
  * choice compares estimated costs, the generic plan's for 10 keys; so
- * prefetchd times both plans instead. One per process, owned by the event
- * loop (no locks), bounded (a fixed table). Knows nothing of libpq or
+ * prefetchd times both plans instead. One per event loop, owned by its
+ * thread (no locks), bounded (a fixed table). Knows nothing of libpq or
  * plans: exec asks it and tells it the times.
  */
 #pragma once
