@@ -2,16 +2,13 @@
  * The rows budget (see budget.h). Users that have asked are "active" and
  * kept in start order, so the oldest is the first; waiting users are a
  * FIFO. A user's reservation is its estimate less what it holds already,
- * so that nothing is counted twice. One lock guards it all: the users of
- * every event loop share the budget. Whoever gives room back admits the
- * requests that now fit (pump), but their callbacks run from their own
- * loop (admit_ev), never inside budget_done or budget_user_free: those run
- * deep in an exec's or a request's teardown, maybe on another loop, and
- * an admission starts another request.
+ * so that nothing is counted twice. Admissions from the queue happen in a
+ * callback of their own (pump_ev), never inside budget_done or
+ * budget_user_free: those run deep in an exec's or a request's teardown,
+ * and an admission starts another request.
  */
 #include "budget.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <sys/queue.h>
 
@@ -26,8 +23,7 @@ struct learned {
 };
 
 struct budget_user {
-	struct budget *b;	 /* NULL once the budget is freed */
-	struct event_base *base; /* its loop's: admit_ev and timer fire there */
+	struct budget *b; /* NULL once the budget is freed */
 	unsigned long seq;
 	uint64_t shape;
 	size_t held, reserved;
@@ -36,8 +32,7 @@ struct budget_user {
 	bool admitted; /* never waits again */
 	budget_admit_cb cb;
 	void *arg;
-	struct event *admit_ev; /* cb(NULL) once admitted from the queue */
-	struct event *timer;	/* the wait's timeout, made on first wait */
+	struct event *timer; /* the wait's timeout, made on first wait */
 	TAILQ_ENTRY(budget_user) active_link;
 	TAILQ_ENTRY(budget_user) wait_link;
 };
@@ -45,7 +40,7 @@ struct budget_user {
 TAILQ_HEAD(user_list, budget_user);
 
 struct budget {
-	pthread_mutex_t lock;
+	struct event_base *base;
 	size_t limit;
 	int wait_timeout_ms;
 	size_t held, reserved;
@@ -54,6 +49,7 @@ struct budget {
 	unsigned long next_seq;
 	struct user_list active; /* by seq: the first is the oldest */
 	struct user_list waits_q;
+	struct event *pump_ev;
 	struct learned table[LEARNED_SLOTS];
 };
 
@@ -64,8 +60,7 @@ static size_t slot_of(uint64_t shape)
 	return (size_t)(shape % LEARNED_SLOTS);
 }
 
-/* Under the lock. */
-static bool estimate(const struct budget *b, uint64_t shape, size_t *bytes)
+bool budget_estimate(const struct budget *b, uint64_t shape, size_t *bytes)
 {
 	const struct learned *l = &b->table[slot_of(shape)];
 
@@ -74,16 +69,6 @@ static bool estimate(const struct budget *b, uint64_t shape, size_t *bytes)
 		return false;
 	*bytes = l->bytes;
 	return true;
-}
-
-bool budget_estimate(struct budget *b, uint64_t shape, size_t *bytes)
-{
-	bool known;
-
-	pthread_mutex_lock(&b->lock);
-	known = estimate(b, shape, bytes);
-	pthread_mutex_unlock(&b->lock);
-	return known;
 }
 
 static void learn(struct budget *b, uint64_t shape, size_t bytes)
@@ -119,7 +104,7 @@ static bool fits(const struct budget *b, size_t est, bool unknown)
 static bool user_fits(const struct budget_user *u)
 {
 	size_t est;
-	bool unknown = !estimate(u->b, u->shape, &est);
+	bool unknown = !budget_estimate(u->b, u->shape, &est);
 
 	return fits(u->b, est, unknown);
 }
@@ -134,7 +119,7 @@ static bool is_oldest(const struct budget_user *u)
 static void reserve(struct budget_user *u)
 {
 	size_t want;
-	bool unknown = !estimate(u->b, u->shape, &want);
+	bool unknown = !budget_estimate(u->b, u->shape, &want);
 
 	if (unknown && u->b->limit && free_bytes(u->b) > want)
 		want = free_bytes(u->b);
@@ -165,11 +150,16 @@ static void leave_queue(struct budget_user *u)
 	TAILQ_REMOVE(&u->b->waits_q, u, wait_link);
 	u->b->nwaiting--;
 	u->waiting = false;
-	/* Maybe from another loop's thread, under the lock: event_del would
-	 * wait for a timeout callback running on the user's loop, which waits
-	 * for the lock. That callback finds the user no longer waiting. */
 	if (u->timer)
-		event_del_noblock(u->timer);
+		evtimer_del(u->timer);
+}
+
+/* held or reserved went down, or the queue's head left: admissions are
+ * looked at again from the loop. */
+static void schedule_pump(struct budget *b)
+{
+	if (b->nwaiting > 0)
+		event_active(b->pump_ev, 0, 0);
 }
 
 /* The next request to admit from the queue: the head while it fits (one that
@@ -189,25 +179,17 @@ static struct budget_user *next_admissible(struct budget *b)
 	return NULL;
 }
 
-/* held or reserved went down, or the queue's head left: admits what now
- * fits, at most the requests queued now. Under the lock; each admitted
- * user hears of it from its own loop (on_admit). */
-static void pump(struct budget *b)
+static void on_pump(evutil_socket_t fd, short what, void *arg)
 {
+	struct budget *b = arg;
 	struct budget_user *u;
 
+	/* At most the requests queued now: a callback cannot keep us here. */
 	for (int n = b->nwaiting; n > 0 && (u = next_admissible(b)); n--) {
 		leave_queue(u);
 		reserve(u);
-		event_active(u->admit_ev, 0, 0);
+		u->cb(NULL, u->arg); /* may free u, ask or free others */
 	}
-}
-
-static void on_admit(evutil_socket_t fd, short what, void *arg)
-{
-	struct budget_user *u = arg;
-
-	u->cb(NULL, u->arg); /* may free u, ask or free others */
 }
 
 /* The same 503 that a request gets when no pool connection comes in time,
@@ -221,15 +203,9 @@ static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)
 	struct budget *b = u->b;
 	struct pf_err err;
 
-	pthread_mutex_lock(&b->lock);
-	if (!u->waiting) { /* admitted meanwhile: on_admit will tell it */
-		pthread_mutex_unlock(&b->lock);
-		return;
-	}
 	leave_queue(u);
 	/* The head leaving may unblock those behind it. */
-	pump(b);
-	pthread_mutex_unlock(&b->lock);
+	schedule_pump(b);
 	pf_err_set(&err, 503, "overloaded", "",
 		   "timed out waiting for memory to hold its rows "
 		   "(--max-held-mb)");
@@ -240,11 +216,8 @@ static int enqueue(struct budget_user *u, budget_admit_cb cb, void *arg)
 {
 	struct budget *b = u->b;
 
-	if (!u->admit_ev &&
-	    !(u->admit_ev = event_new(u->base, -1, 0, on_admit, u)))
-		return -1;
 	if (b->wait_timeout_ms > 0 && !u->timer) {
-		u->timer = evtimer_new(u->base, on_wait_timeout, u);
+		u->timer = evtimer_new(b->base, on_wait_timeout, u);
 		if (!u->timer)
 			return -1;
 	}
@@ -267,41 +240,28 @@ static int enqueue(struct budget_user *u, budget_admit_cb cb, void *arg)
 int budget_ask(struct budget_user *u, budget_admit_cb cb, void *arg)
 {
 	struct budget *b = u->b;
-	int rc;
 
-	if (!b)
+	if (!b || u->admitted)
 		return 1;
-	pthread_mutex_lock(&b->lock);
-	if (u->admitted) {
-		rc = 1;
-	} else if (u->waiting) {
-		rc = 0;
-	} else {
-		if (!u->active)
-			activate(u);
-		/* Nothing jumps the queue but the oldest: otherwise a stream
-		 * of small requests could keep a large one waiting for ever. */
-		if ((b->nwaiting == 0 && user_fits(u)) || is_oldest(u)) {
-			reserve(u);
-			rc = 1;
-		} else {
-			rc = enqueue(u, cb, arg);
-		}
+	if (u->waiting)
+		return 0;
+	if (!u->active)
+		activate(u);
+	/* Nothing jumps the queue but the oldest: otherwise a stream of
+	 * small requests could keep a large one waiting for ever. */
+	if ((b->nwaiting == 0 && user_fits(u)) || is_oldest(u)) {
+		reserve(u);
+		return 1;
 	}
-	pthread_mutex_unlock(&b->lock);
-	return rc;
+	return enqueue(u, cb, arg);
 }
 
 void budget_cancel(struct budget_user *u)
 {
-	if (!u || !u->b)
+	if (!u || !u->b || !u->waiting)
 		return;
-	pthread_mutex_lock(&u->b->lock);
-	if (u->waiting) {
-		leave_queue(u);
-		pump(u->b);
-	}
-	pthread_mutex_unlock(&u->b->lock);
+	leave_queue(u);
+	schedule_pump(u->b);
 }
 
 /* held + reserved stays the same until held passes the estimate: no
@@ -313,43 +273,33 @@ void budget_hold(struct budget_user *u, size_t bytes)
 
 	if (!b)
 		return;
-	pthread_mutex_lock(&b->lock);
 	u->reserved -= used;
 	b->reserved -= used;
 	u->held += bytes;
 	b->held += bytes;
-	pthread_mutex_unlock(&b->lock);
 }
 
 void budget_done(struct budget_user *u)
 {
 	struct budget *b = u->b;
 
-	if (!b)
+	if (!b || !u->admitted)
 		return;
-	pthread_mutex_lock(&b->lock);
-	if (u->admitted) {
-		learn(b, u->shape, u->held);
-		b->reserved -= u->reserved;
-		u->reserved = 0;
-		pump(b);
-	}
-	pthread_mutex_unlock(&b->lock);
+	learn(b, u->shape, u->held);
+	b->reserved -= u->reserved;
+	u->reserved = 0;
+	schedule_pump(b);
 }
 
-struct budget_user *budget_user_new(struct budget *b, struct event_base *base,
-				    uint64_t shape)
+struct budget_user *budget_user_new(struct budget *b, uint64_t shape)
 {
 	struct budget_user *u = calloc(1, sizeof(*u));
 
 	if (!u)
 		return NULL;
 	u->b = b;
-	u->base = base;
 	u->shape = shape;
-	pthread_mutex_lock(&b->lock);
 	u->seq = b->next_seq++;
-	pthread_mutex_unlock(&b->lock);
 	return u;
 }
 
@@ -361,49 +311,47 @@ void budget_user_free(struct budget_user *u)
 		return;
 	b = u->b;
 	if (b) {
-		pthread_mutex_lock(&b->lock);
 		if (u->waiting)
 			leave_queue(u);
 		if (u->active)
 			TAILQ_REMOVE(&b->active, u, active_link);
 		b->held -= u->held;
 		b->reserved -= u->reserved;
-		pump(b);
-		pthread_mutex_unlock(&b->lock);
+		schedule_pump(b);
 	}
-	/* On its own loop: an admission that pump announced and on_admit has
-	 * not told yet is dropped with the event. */
 	if (u->timer)
 		event_free(u->timer);
-	if (u->admit_ev)
-		event_free(u->admit_ev);
 	free(u);
 }
 
-void budget_get_stats(struct budget *b, struct budget_stats *out)
+void budget_get_stats(const struct budget *b, struct budget_stats *out)
 {
-	pthread_mutex_lock(&b->lock);
 	*out = (struct budget_stats){.limit = b->limit,
 				     .held = b->held,
 				     .reserved = b->reserved,
 				     .waiting = b->nwaiting,
 				     .waits = b->waits};
-	pthread_mutex_unlock(&b->lock);
 }
 
 /* ---- the budget ---- */
 
-struct budget *budget_new(size_t limit, int wait_timeout_ms)
+struct budget *budget_new(struct event_base *base, size_t limit,
+			  int wait_timeout_ms)
 {
 	struct budget *b = calloc(1, sizeof(*b));
 
 	if (!b)
 		return NULL;
-	pthread_mutex_init(&b->lock, NULL);
+	b->base = base;
 	b->limit = limit;
 	b->wait_timeout_ms = wait_timeout_ms;
 	TAILQ_INIT(&b->active);
 	TAILQ_INIT(&b->waits_q);
+	b->pump_ev = event_new(base, -1, 0, on_pump, b);
+	if (!b->pump_ev) {
+		free(b);
+		return NULL;
+	}
 	return b;
 }
 
@@ -420,6 +368,6 @@ void budget_free(struct budget *b)
 		u->active = false;
 		u->b = NULL;
 	}
-	pthread_mutex_destroy(&b->lock);
+	event_free(b->pump_ev);
 	free(b);
 }

@@ -1,9 +1,9 @@
 /*
  * The rows budget: admits requests by the memory their results will take
- * (--max-held-mb). One per process, shared by the event loops behind a
- * lock; each request's callbacks fire on its own loop. A request asks
- * once, before it takes a pool connection, with the bytes its shape held
- * last time; it counts the bytes of results that live requests hold (held) and what
+ * (--max-held-mb, a share per event loop). One per loop, owned by its
+ * thread (no locks). A request asks once, before it takes a pool
+ * connection, with the bytes its shape held last time on this loop; it
+ * counts the bytes of results that live requests hold (held) and what
  * admitted requests are expected to hold still (reserved), queues the
  * requests that do not fit (FIFO), and learns each shape's size from its
  * last complete request. It knows nothing of plans, libpq or HTTP: its
@@ -24,9 +24,9 @@ struct budget_user;
 
 /* limit in bytes, 0 = no limit (then everything is admitted, held is still
  * counted); a request waits at most wait_timeout_ms (<= 0: no limit). NULL
- * when out of memory. The event loops' bases must lock (libevent's
- * evthread_use_pthreads) when users of several loops share it. */
-struct budget *budget_new(size_t limit, int wait_timeout_ms);
+ * when out of memory. */
+struct budget *budget_new(struct event_base *base, size_t limit,
+			  int wait_timeout_ms);
 /* Users still alive are detached: freeing them later touches nothing of
  * the budget. NULL ok. */
 void budget_free(struct budget *b);
@@ -36,23 +36,21 @@ void budget_free(struct budget *b);
 /* The bytes the last complete request of this shape held. false when this
  * process has not seen one (or forgot it: the table is small and a
  * collision overwrites). */
-bool budget_estimate(struct budget *b, uint64_t shape, size_t *bytes);
+bool budget_estimate(const struct budget *b, uint64_t shape, size_t *bytes);
 
 /* ---- admission ---- */
 
-/* One per request, from its start, on the request's loop (base): the order
- * of starts decides which request is the oldest. shape: a hash of its
- * plan's SQL texts and of the size classes of their LIMITs and lists
- * (exec's shape_of). Used from its loop's thread only. NULL when out of
- * memory. */
-struct budget_user *budget_user_new(struct budget *b, struct event_base *base,
-				    uint64_t shape);
+/* One per request, from its start: the order of starts decides which
+ * request is the oldest. shape: a hash of its plan's SQL texts and of the
+ * size classes of their LIMITs and lists (exec's shape_of). NULL when out
+ * of memory. */
+struct budget_user *budget_user_new(struct budget *b, uint64_t shape);
 /* Gives back everything the user holds or reserves and leaves the queue
  * (its callback never fires then). NULL ok. */
 void budget_user_free(struct budget_user *u);
 
 /* err NULL: admitted (the estimate is reserved); else 503 after
- * wait_timeout_ms in the queue. Fires from the user's loop. */
+ * wait_timeout_ms in the queue. Fires from the loop. */
 typedef void (*budget_admit_cb)(const struct pf_err *err, void *arg);
 
 /*
@@ -63,7 +61,7 @@ typedef void (*budget_admit_cb)(const struct pf_err *err, void *arg);
  * <= limit), or when its user is the oldest that holds, reserves or waits
  * (which guarantees progress: the oldest always goes). Returns 1 when
  * admitted at once (cb will not fire; so does a second ask), 0 when
- * queued (cb fires later, from the user's loop), -1 when out of memory.
+ * queued (cb fires later, from the loop), -1 when out of memory.
  */
 int budget_ask(struct budget_user *u, budget_admit_cb cb, void *arg);
 
@@ -89,4 +87,4 @@ struct budget_stats {
 	int waiting;	     /* requests in the queue now */
 	unsigned long waits; /* requests that were queued, ever */
 };
-void budget_get_stats(struct budget *b, struct budget_stats *out);
+void budget_get_stats(const struct budget *b, struct budget_stats *out);

@@ -640,8 +640,7 @@ struct exec *exec_start(struct pool *pool, const struct plan *plan,
 	if (!ex->g || !ex->qs || !ex->order || !ex->stmts || !ex->stmt_query)
 		goto fail;
 	if (opt->budget) {
-		ex->bu =
-			budget_user_new(opt->budget, opt->base, shape_of(plan));
+		ex->bu = budget_user_new(opt->budget, shape_of(plan));
 		if (!ex->bu)
 			goto fail;
 		/* Last: from here on_admitted and on_conn may fire (from the

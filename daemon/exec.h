@@ -29,8 +29,6 @@ struct exec_options {
 	int pool_timeout_ms;
 	long max_rows; /* 413 too_many_rows past it; <= 0: no limit */
 	bool debug;    /* keep every statement's SQL, params, rows, ms */
-	struct event_base *base; /* the request's loop: the budget calls back
-				    there */
 	/* Admission by memory: the request asks it once, before the pool,
 	 * and the bytes of its results count in it until exec_free. NULL: no
 	 * admission. */

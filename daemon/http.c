@@ -57,10 +57,11 @@
 #include "spec.h"
 
 /* What one loop last told the others of itself (publish): /metrics sums
- * the loops' gauges, and a loop cannot read another's pool or plan
- * choices, which only their own thread touches. */
+ * the loops' gauges, and a loop cannot read another's pool or budget,
+ * which only their own thread touches. */
 struct loop_gauges {
 	struct pool_stats pool;
+	struct budget_stats budget;
 	struct planmode_stats plans;
 	int in_flight; /* requests being answered */
 	int pending;   /* and replies not yet written out (the drain's count) */
@@ -70,9 +71,8 @@ struct http_shared {
 	const struct config *cfg;
 	struct catalog *cat;
 	struct metrics *metrics;
-	struct budget *budget; /* the rows budget of every /query */
-	char host[256];	       /* of --listen */
-	int port; /* the port every loop binds (loop 0 picks for 0) */
+	char host[256]; /* of --listen */
+	int port;	/* the port every loop binds (loop 0 picks for 0) */
 	atomic_int listening; /* loops still accepting */
 	atomic_int busy; /* in flight on routes that are not health checks */
 	int nloops;
@@ -96,8 +96,8 @@ struct http {
 	unsigned long next_id;
 	unsigned long id_prefix; /* per process and loop: ids stay unique */
 	struct metrics *metrics; /* sh->metrics */
-	struct budget *budget;	 /* sh->budget */
-	struct planmode *plans;	 /* the plan choices of the loop's /query */
+	struct budget *budget;	 /* the rows budget of every /query */
+	struct planmode *plans;	 /* the plan choices of every /query */
 };
 
 /* Idle time after which the heap is trimmed (trim_when_idle). */
@@ -222,6 +222,7 @@ static const char *reason(int status)
 static void read_gauges(struct http *h, struct loop_gauges *g)
 {
 	pool_get_stats(h->pool, &g->pool);
+	budget_get_stats(h->budget, &g->budget);
 	planmode_get_stats(h->plans, &g->plans);
 	g->in_flight = h->in_flight;
 	g->pending = h->in_flight + h->writing;
@@ -267,6 +268,11 @@ static void sum_gauges(struct http *h, struct loop_gauges *sum)
 		sum->pool.up = sum->pool.up && g->pool.up;
 		sum->pool.connects += g->pool.connects;
 		sum->pool.connect_failures += g->pool.connect_failures;
+		sum->budget.limit += g->budget.limit;
+		sum->budget.held += g->budget.held;
+		sum->budget.reserved += g->budget.reserved;
+		sum->budget.waiting += g->budget.waiting;
+		sum->budget.waits += g->budget.waits;
 		sum->plans.generic += g->plans.generic;
 		sum->plans.custom += g->plans.custom;
 		sum->in_flight += g->in_flight;
@@ -493,7 +499,7 @@ static void handle_metrics(struct request *r)
 
 	sum_gauges(r->h, &all);
 	st.pool = all.pool;
-	budget_get_stats(r->h->budget, &st.budget);
+	st.budget = all.budget;
 	st.plans = all.plans;
 	catalog_counts(r->h->cat, &st.reloads_ok, &st.reloads_failed);
 	st.schema_loaded = r->schema != NULL;
@@ -823,9 +829,8 @@ static void handle_query(struct request *r)
 	const struct config *cfg = r->h->cfg;
 	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
 	struct spec_limits limits = {cfg->max_depth, cfg->max_lookups};
-	struct exec_options opt = {
-		cfg->pool_timeout_ms, cfg->max_rows, r->debug,
-		r->h->base,	      r->h->budget,  r->h->plans};
+	struct exec_options opt = {cfg->pool_timeout_ms, cfg->max_rows,
+				   r->debug, r->h->budget, r->h->plans};
 	struct pf_err err = {0};
 	size_t len = evbuffer_get_length(in);
 
@@ -1090,11 +1095,8 @@ struct http_shared *http_shared_new(const struct config *cfg,
 	sh->nloops = nloops;
 	pthread_mutex_init(&sh->lock, NULL);
 	sh->metrics = metrics_new();
-	/* A request waits for the budget as long as for a connection. */
-	sh->budget = budget_new((size_t)cfg->max_held_mb << 20,
-				cfg->pool_timeout_ms);
 	sh->gauges = calloc((size_t)nloops, sizeof(*sh->gauges));
-	if (!sh->metrics || !sh->budget || !sh->gauges) {
+	if (!sh->metrics || !sh->gauges) {
 		pf_err_set(err, 500, "internal", "", "out of memory");
 		goto fail;
 	}
@@ -1118,7 +1120,6 @@ void http_shared_free(struct http_shared *sh)
 	if (!sh)
 		return;
 	metrics_free(sh->metrics);
-	budget_free(sh->budget);
 	free(sh->gauges);
 	pthread_mutex_destroy(&sh->lock);
 	free(sh);
@@ -1197,9 +1198,13 @@ struct http *http_new(struct event_base *base, struct http_shared *sh, int loop,
 	h->evh = evhttp_new(base);
 	h->trim_ev = evtimer_new(base, on_idle_trim, h);
 	h->gauge_ev = event_new(base, -1, EV_PERSIST, on_gauge_tick, h);
-	h->budget = sh->budget;
+	/* A request waits for the budget as long as for a connection; each
+	 * loop has its share of the limit. */
+	h->budget = budget_new(
+		base, ((size_t)cfg->max_held_mb << 20) / (size_t)sh->nloops,
+		cfg->pool_timeout_ms);
 	h->plans = planmode_new();
-	if (!h->evh || !h->trim_ev || !h->gauge_ev || !h->plans)
+	if (!h->evh || !h->trim_ev || !h->gauge_ev || !h->budget || !h->plans)
 		goto fail;
 	/* Every method reaches on_request, so that 405 is ours (JSON), not
 	 * libevent's 501. */
@@ -1239,6 +1244,7 @@ void http_free(struct http *h)
 		event_free(h->trim_ev);
 	if (h->gauge_ev)
 		event_free(h->gauge_ev);
+	budget_free(h->budget);
 	planmode_free(h->plans);
 	free(h);
 }

@@ -62,13 +62,11 @@ static void ensure_data(void)
 /* A daemon serving pfbudget with extra args. Under ASan freed memory sits
  * in a quarantine (256 MB by default) that RSS would measure instead of
  * the daemon: it is kept small, as in check_stream. */
-static struct pfd *start_loops(const char *held_mb, const char *pool_timeout,
-			       const char *threads)
+static struct pfd *start_ready(const char *held_mb, const char *pool_timeout)
 {
 	const char *args[] = {"--schemas",	"pfbudget",    "--max-held-mb",
 			      held_mb,		"--pool-size", "8",
-			      "--pool-timeout", pool_timeout,  "--threads",
-			      threads,		NULL};
+			      "--pool-timeout", pool_timeout,  NULL};
 	const char *asan = getenv("ASAN_OPTIONS");
 	char *saved = asan ? strdup(asan) : NULL;
 	char opts[512];
@@ -88,11 +86,6 @@ static struct pfd *start_loops(const char *held_mb, const char *pool_timeout,
 	ck_assert_msg(pfd_wait_ready(p, READY_MS) == 0,
 		      "not ready within %d ms; log:\n%s", READY_MS, pfd_log(p));
 	return p;
-}
-
-static struct pfd *start_ready(const char *held_mb, const char *pool_timeout)
-{
-	return start_loops(held_mb, pool_timeout, "1");
 }
 
 /* Polls until the series has the value: 0, or -1 after timeout_ms. */
@@ -322,46 +315,6 @@ START_TEST(test_waiting_requests_time_out_or_leave_cleanly)
 }
 END_TEST
 
-/* The budget is the process's, whichever loop a request lands on: with two
- * loops, a stalled reader holding 8 MB of a 12 MB budget keeps every other
- * request of its shape (8 MB, learned on either loop) waiting until
- * --pool-timeout, on both loops. A share per loop (6 MB each, sizes learned
- * per loop) let the loop without the reader take them. */
-START_TEST(test_two_loops_share_one_budget)
-{
-	struct pfd *p = start_loops("12", "300", "2");
-	int port = pfd_port(p);
-	json_t *want = db_json(ALL_SQL);
-	int stalled;
-
-	warm_up(port, want);
-	stalled = send_query(port, ALL_SPEC, "pfbudget-stalled", 4096);
-	for (long long end = now_ms() + 10000;
-	     http_metric(port, "prefetchd_rows_held_bytes") < 4 << 20;
-	     sleep_ms(50))
-		ck_assert_msg(now_ms() < end, "the stalled request holds %g",
-			      http_metric(port, "prefetchd_rows_held_bytes"));
-	/* new connections: the kernel spreads them over both loops */
-	for (int i = 0; i < 6; i++) {
-		struct http_res res;
-
-		ck_assert_int_eq(
-			http_do(port, "POST", "/query", ALL_SPEC, NULL, &res),
-			0);
-		ck_assert_http_error(&res, 503, "overloaded");
-		http_res_cleanup(&res);
-	}
-	ck_assert_double_eq(http_metric(port, "prefetchd_budget_waits_total"),
-			    6);
-	close(stalled);
-	ck_assert_int_eq(
-		wait_metric(port, "prefetchd_rows_held_bytes", 0, 10000), 0);
-	warm_up(port, want);
-	json_decref(want);
-	ck_assert_int_eq(pfd_stop(p), 0);
-}
-END_TEST
-
 Suite *budget_suite(void)
 {
 	Suite *s = suite_create("budget");
@@ -370,7 +323,6 @@ Suite *budget_suite(void)
 	tcase_add_test(tc, test_small_budget_bounds_rss_of_concurrent_requests);
 	tcase_add_test(tc, test_waiting_requests_time_out_or_leave_cleanly);
 	tcase_add_test(tc, test_a_small_slice_does_not_size_a_large_one);
-	tcase_add_test(tc, test_two_loops_share_one_budget);
 	suite_add_tcase(s, tc);
 	return s;
 }
