@@ -84,9 +84,7 @@ struct http {
 	struct http_shared *sh;
 	int loop; /* its index in sh->gauges */
 	struct event_base *base;
-	const struct config *cfg;
 	struct pool *pool;
-	struct catalog *cat;
 	struct evhttp *evh;
 	struct evhttp_bound_socket *listener;
 	int in_flight;
@@ -95,7 +93,6 @@ struct http {
 	struct event *gauge_ev; /* publishes the gauges each second */
 	unsigned long next_id;
 	unsigned long id_prefix; /* per process and loop: ids stay unique */
-	struct metrics *metrics; /* sh->metrics */
 	struct budget *budget;	 /* the rows budget of every /query */
 	struct planmode *plans;	 /* the plan choices of every /query */
 };
@@ -399,9 +396,9 @@ static void observe(struct request *r, int status)
 	double ms = clock_ms() - r->started;
 
 	log_access(r->method, r->path, status, ms, r->queries, r->rows, r->id);
-	metrics_observe(r->h->metrics, r->route ? r->route : "other", status,
-			r->err_code[0] ? r->err_code : NULL, ms, r->queries,
-			r->rows);
+	metrics_observe(r->h->sh->metrics, r->route ? r->route : "other",
+			status, r->err_code[0] ? r->err_code : NULL, ms,
+			r->queries, r->rows);
 }
 
 /* The one way out of a request that is not streamed: sends body with
@@ -501,11 +498,11 @@ static void handle_metrics(struct request *r)
 	st.pool = all.pool;
 	st.budget = all.budget;
 	st.plans = all.plans;
-	catalog_counts(r->h->cat, &st.reloads_ok, &st.reloads_failed);
+	catalog_counts(r->h->sh->cat, &st.reloads_ok, &st.reloads_failed);
 	st.schema_loaded = r->schema != NULL;
 	st.in_flight = all.in_flight;
 	st.loops = r->h->sh->nloops;
-	metrics_write(r->h->metrics, &st, body);
+	metrics_write(r->h->sh->metrics, &st, body);
 	evhttp_add_header(evhttp_request_get_output_headers(r->req),
 			  "Content-Type", "text/plain; version=0.0.4");
 	reply(r, 200, body);
@@ -826,7 +823,7 @@ static long row_cap(const struct config *cfg)
 
 static void handle_query(struct request *r)
 {
-	const struct config *cfg = r->h->cfg;
+	const struct config *cfg = r->h->sh->cfg;
 	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
 	struct spec_limits limits = {cfg->max_depth, cfg->max_lookups};
 	struct exec_options opt = {cfg->pool_timeout_ms, cfg->max_rows,
@@ -879,7 +876,7 @@ static bool token_matches(const char *given, const char *token)
 
 static bool authorized(struct request *r)
 {
-	const char *token = r->h->cfg->auth_token;
+	const char *token = r->h->sh->cfg->auth_token;
 	const char *auth;
 
 	if (!token[0])
@@ -977,18 +974,18 @@ static void on_request(struct evhttp_request *req, void *arg)
 	 * 503 at once, with Retry-After. Health checks are never refused. */
 	if (!route->public) {
 		if (atomic_fetch_add(&h->sh->busy, 1) >=
-		    h->cfg->max_concurrent) {
+		    h->sh->cfg->max_concurrent) {
 			atomic_fetch_sub(&h->sh->busy, 1);
 			pf_err_set(&err, 503, "overloaded", "",
 				   "more than %d requests in flight",
-				   h->cfg->max_concurrent);
+				   h->sh->cfg->max_concurrent);
 			http_reply_error(r, &err);
 			return;
 		}
 		r->counted = true;
 	}
 	r->route = route->path;
-	r->schema = catalog_get(h->cat);
+	r->schema = catalog_get(h->sh->cat);
 	if (!r->schema && route->handler != handle_healthz &&
 	    route->handler != handle_readyz &&
 	    route->handler != handle_metrics &&
@@ -1184,13 +1181,7 @@ struct http *http_new(struct event_base *base, struct http_shared *sh, int loop,
 
 	if (!h)
 		return NULL;
-	*h = (struct http){.sh = sh,
-			   .loop = loop,
-			   .base = base,
-			   .cfg = cfg,
-			   .pool = pool,
-			   .cat = sh->cat,
-			   .metrics = sh->metrics};
+	*h = (struct http){.sh = sh, .loop = loop, .base = base, .pool = pool};
 	h->id_prefix =
 		((unsigned long)time(NULL) ^ ((unsigned long)getpid() << 16) ^
 		 ((unsigned long)loop << 24)) &

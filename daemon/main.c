@@ -32,7 +32,6 @@
  * only what http_shared holds, the schema among it. */
 struct loop {
 	struct daemon *d;
-	int index;
 	struct event_base *base;
 	struct pool *pool;
 	struct http *http;
@@ -187,7 +186,6 @@ static int loop_open(struct daemon *d, struct loop *l, int index)
 	};
 
 	l->d = d;
-	l->index = index;
 	l->base = new_base();
 	if (!l->base)
 		return -1;

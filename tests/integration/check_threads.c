@@ -61,22 +61,24 @@ static int count_threads(int pid)
 	return n;
 }
 
-static void assert_answer(int port, const json_t *want)
+static void assert_answer(int port, const char *spec, const json_t *want)
 {
 	struct http_res res;
 
-	http_do(port, "POST", "/query", SPEC, NULL, &res);
+	http_do(port, "POST", "/query", spec, NULL, &res);
 	ck_assert_msg(res.status == 200, "%d: %s", res.status, res.body);
 	ck_assert_msg(json_equal(json_object_get(res.json, "results"), want),
 		      "answer: %s", res.body);
 	http_res_cleanup(&res);
 }
 
-/* The part of generated request ids ("%08lx-%06lx") that tells the loops
- * apart: the first field, per process and loop. */
-static void collect_prefixes(const char *log, char prefixes[][9], int *n,
-			     int max)
+/* The distinct prefixes of the generated request ids ("%08lx-%06lx") in
+ * the log, at most 3: the first field is per process and loop. */
+static int count_id_prefixes(const char *log)
 {
+	char prefixes[3][9];
+	int n = 0;
+
 	for (const char *l = strstr(log, " id="); l;
 	     l = strstr(l + 1, " id=")) {
 		char prefix[9];
@@ -84,11 +86,29 @@ static void collect_prefixes(const char *log, char prefixes[][9], int *n,
 
 		if (sscanf(l, " id=%8[0-9a-f]-", prefix) != 1)
 			continue;
-		for (int i = 0; i < *n; i++)
+		for (int i = 0; i < n; i++)
 			known |= strcmp(prefixes[i], prefix) == 0;
-		if (!known && *n < max)
-			snprintf(prefixes[(*n)++], 9, "%s", prefix);
+		if (!known && n < 3)
+			snprintf(prefixes[n++], 9, "%s", prefix);
 	}
+	return n;
+}
+
+/* Sends spec on new connections, which either loop may take, and checks
+ * every answer, until both loops have answered (at least 20, at most 200
+ * requests): two id prefixes in the log, no more. */
+static void assert_both_loops_answer(struct pfd *p, const char *spec,
+				     const json_t *want)
+{
+	int n = 0, sent = 0;
+
+	while (sent < 200 && (sent < 20 || n < 2)) {
+		assert_answer(pfd_port(p), spec, want);
+		sent++;
+		n = count_id_prefixes(pfd_log(p));
+	}
+	ck_assert_msg(n == 2, "%d id prefixes after %d requests; log:\n%s", n,
+		      sent, pfd_log(p));
 }
 
 /* prefetchd's backends waiting for a lock. */
@@ -220,19 +240,9 @@ START_TEST(test_every_loop_answers_the_same)
 	const char *args[] = {"--threads", "2", "--pool-size", "2", NULL};
 	struct pfd *p = pfd_start_ready(args);
 	json_t *want = expected_results();
-	char prefixes[3][9];
-	int n = 0, sent = 0;
 
 	ck_assert_int_eq(count_threads(pfd_pid(p)), 2);
-	/* Each http_do is a new connection; either loop may take it. */
-	while (sent < 200 && (sent < 20 || n < 2)) {
-		assert_answer(pfd_port(p), want);
-		sent++;
-		n = 0;
-		collect_prefixes(pfd_log(p), prefixes, &n, 3);
-	}
-	ck_assert_msg(n == 2, "%d id prefixes after %d requests; log:\n%s", n,
-		      sent, pfd_log(p));
+	assert_both_loops_answer(p, SPEC, want);
 	json_decref(want);
 	pfd_stop_clean(p);
 }
@@ -250,7 +260,7 @@ START_TEST(test_metrics_sum_every_loop)
 
 	db_stats_reset();
 	for (int i = 0; i < n; i++)
-		assert_answer(port, want);
+		assert_answer(port, SPEC, want);
 	ck_assert_int_eq(db_data_statements_since_reset(), 2 * n);
 	ck_assert_double_eq(
 		http_metric(port, "prefetchd_requests_total{route=\"/query\","
@@ -322,7 +332,7 @@ START_TEST(test_max_concurrent_counts_every_loop)
 	}
 	unlock(db);
 	join_all_ok(bg, busy, want);
-	assert_answer(port, want);
+	assert_answer(port, SPEC, want);
 	json_decref(want);
 	pfd_stop_clean(p);
 }
@@ -360,9 +370,7 @@ START_TEST(test_sighup_reaches_every_loop)
 {
 	const char *args[] = {"--threads", "2", "--pool-size", "2", NULL};
 	struct pfd *p = pfd_start_ready(args);
-	int port = pfd_port(p);
-	char prefixes[3][9];
-	int n = 0;
+	json_t *want = pftest_jsonq("[{'id': 1, 'note': 'late'}]");
 
 	db_exec("DROP TABLE IF EXISTS threads_late; "
 		"CREATE TABLE threads_late (id int PRIMARY KEY, note text); "
@@ -372,19 +380,8 @@ START_TEST(test_sighup_reaches_every_loop)
 	for (int t = 0; t < 500 && pfd_log_count(p, "schema loaded: ") < 2; t++)
 		sleep_ms(10);
 	ck_assert_int_eq(pfd_log_count(p, "schema loaded: "), 2);
-	for (int i = 0; i < 200 && (i < 20 || n < 2); i++) {
-		struct http_res res;
-
-		http_do(port, "POST", "/query", "{\"model\":\"threads_late\"}",
-			NULL, &res);
-		ck_assert_msg(res.status == 200 &&
-				      strstr(res.body, "\"note\":\"late\""),
-			      "%d: %s", res.status, res.body);
-		http_res_cleanup(&res);
-		n = 0;
-		collect_prefixes(pfd_log(p), prefixes, &n, 3);
-	}
-	ck_assert_int_eq(n, 2);
+	assert_both_loops_answer(p, "{\"model\":\"threads_late\"}", want);
+	json_decref(want);
 	db_exec("DROP TABLE threads_late");
 	pfd_stop_clean(p);
 }
