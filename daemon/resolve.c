@@ -571,6 +571,9 @@ static int resolve_cond(struct qctx *c, const struct spec_cond *sc,
 	switch (sc->kind) {
 	case SPEC_TERM:
 		return resolve_term(c, sc, negated, in_or, out);
+	case SPEC_EXISTS:
+		return pf_err_set(c->err, 422, "bad_expression", sc->at,
+				  "$exists is not supported yet");
 	case SPEC_NOT:
 		negated = !negated;
 		out->kind = RC_NOT;

@@ -36,23 +36,94 @@ struct spec_value {
 	size_t nitems;
 };
 
+struct spec_expr;
+struct spec_queryset;
+
 /* A filter condition: a tree of AND/OR/NOT over terms. A term's lookup is
  * the raw key, e.g. "author__name__icontains". Several keys in one JSON
- * object become a SPEC_AND of terms, in key order. */
+ * object become a SPEC_AND of terms, in key order. A term's value is an
+ * expression when it is an object with exactly one key that starts with
+ * '$' (DESIGN.md §6.1: {"pages__gt": {"$f": "sales"}}); {"$value": ...}
+ * is unwrapped into a plain value. {"$exists": QUERYSET} is a term of its
+ * own (SPEC_EXISTS). */
 enum spec_cond_kind {
 	SPEC_TERM,
 	SPEC_AND,
 	SPEC_OR,
 	SPEC_NOT,
+	SPEC_EXISTS,
 };
 
 struct spec_cond {
 	enum spec_cond_kind kind;
 	char *at;     /* "filter.title__icontains", "exclude.$or[1]" */
 	char *lookup; /* SPEC_TERM */
-	struct spec_value value;    /* SPEC_TERM */
+	struct spec_value value;    /* SPEC_TERM, when rhs is NULL */
+	struct spec_expr *rhs;	    /* SPEC_TERM: the value as an expression */
+	struct spec_queryset *exists; /* SPEC_EXISTS: the inner queryset */
 	struct spec_cond *children; /* AND/OR: n children; NOT: exactly 1 */
 	size_t nchildren;
+};
+
+/*
+ * An expression (DESIGN.md §6.1). spec checks its JSON shape only; which
+ * function names exist, their arity and types are resolve's (422
+ * bad_expression). Strings: in an ARG position (aggregates, functions,
+ * $coalesce, $case's then/default, $cast) a string names a field path
+ * (SPEC_EX_FIELD), as Django reads strings as F(); as an operand of
+ * arithmetic ($add $sub $mul $div $mod) and inside $value it is a literal
+ * (SPEC_EX_VALUE), as F("a") + "x" is Value("x"). Other JSON scalars are
+ * literals everywhere.
+ */
+enum spec_expr_kind {
+	SPEC_EX_VALUE,	  /* value: a scalar, or $value's whole JSON */
+	SPEC_EX_FIELD,	  /* name: "book__pages", "published__year", "*" */
+	SPEC_EX_OUTER,	  /* name: the path; outer_depth: 1, or 2 for
+			     {"$outer": {"$outer": "path"}} */
+	SPEC_EX_CALL,	  /* name: the operator without '$' ("count",
+			     "add", "lower", "coalesce"); args */
+	SPEC_EX_CASE,	  /* whens, dflt */
+	SPEC_EX_CAST,	  /* args[0]; name: the target type ("integer") */
+	SPEC_EX_EXISTS,	  /* query */
+	SPEC_EX_SUBQUERY, /* query */
+};
+
+struct spec_when {
+	struct spec_cond *when;
+	struct spec_expr *then;
+	char *at; /* "annotate.x.$case[0]" */
+};
+
+struct spec_expr {
+	enum spec_expr_kind kind;
+	/* "annotate.n_books", "annotate.x.$add[1]", "filter.pages__gt" */
+	char *at;
+	struct spec_value value; /* SPEC_EX_VALUE */
+	char *name;
+	int outer_depth;	 /* SPEC_EX_OUTER */
+	/* SPEC_EX_CALL: the operands in order; a single operand given
+	 * without an array ({"$lower": "name"}) is one arg, and list_form
+	 * says which form was used ({"$lower": ["name"]} is also one). */
+	struct spec_expr *args;
+	size_t nargs;
+	bool list_form;
+	/* The options of SPEC_EX_CALL: "distinct", "sample", "filter",
+	 * "default" (present only when given; resolve says which operator
+	 * takes which), and "default" of $case. */
+	bool has_distinct, distinct;
+	bool has_sample, sample;
+	struct spec_cond *filter; /* NULL when absent */
+	struct spec_expr *dflt;	  /* NULL when absent */
+	struct spec_when *whens;  /* SPEC_EX_CASE */
+	size_t nwhens;
+	struct spec_queryset *query; /* SPEC_EX_EXISTS, SPEC_EX_SUBQUERY */
+};
+
+/* One entry of "annotate" or "aggregate", in the object's key order. */
+struct spec_annotation {
+	char *name;
+	char *at; /* "annotate.n_books" */
+	struct spec_expr expr;
 };
 
 struct spec_order {
@@ -65,8 +136,6 @@ struct spec_name {
 	char *name; /* a field or a path: "author", "author__publisher" */
 	char *at;   /* "only[0]", "select_related[1]" */
 };
-
-struct spec_queryset;
 
 /* One entry of prefetch_related: a plain lookup ("a__b") or a Prefetch
  * object, which may carry a queryset and a to_attr. */
@@ -100,6 +169,19 @@ struct spec_queryset {
 	size_t nselect_related;
 	struct spec_prefetch *prefetch_related;
 	size_t nprefetch_related;
+	/* DESIGN.md §6.3-6.5 */
+	struct spec_annotation *annotate;
+	size_t nannotate;
+	struct spec_annotation *aggregate; /* top level only */
+	size_t naggregate;
+	bool has_aggregate;
+	/* "values": [...] or "values_list": {"fields": [...], "flat": b};
+	 * has_values for either, values_list for the second. */
+	struct spec_name *values;
+	size_t nvalues;
+	bool has_values;
+	bool values_list;
+	bool flat;
 };
 
 /* Limits of the shape of a request, enforced while parsing (400 bad_spec).
