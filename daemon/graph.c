@@ -1333,6 +1333,24 @@ static int push(struct writer *w, int node, int row)
 	return 0;
 }
 
+/* values_list (DESIGN.md §6.4): [v, ...], or the bare value when flat.
+ * Such a node has fields only. */
+static void write_values(struct writer *w, const struct plan_node *n,
+			 const struct node_out *k, const PGresult *res, int row)
+{
+	bool flat = n->shape == PLAN_FLAT;
+
+	if (!flat)
+		put(w, "[", 1);
+	for (size_t i = 0; i < n->nfields; i++) {
+		if (i)
+			put(w, ",", 1);
+		put_value(&w->sink, res, row, n->fields[i].col, k->kinds[i]);
+	}
+	if (!flat)
+		put(w, "]", 1);
+}
+
 static void write_object(struct writer *w, int node, int row)
 {
 	const struct plan_node *n = &w->g->plan->nodes[node];
@@ -1342,6 +1360,11 @@ static void write_object(struct writer *w, int node, int row)
 
 	if (w->failed || w->sink.failed || push(w, node, row)) {
 		w->failed = -1;
+		return;
+	}
+	if (n->shape == PLAN_LISTS || n->shape == PLAN_FLAT) {
+		write_values(w, n, k, res, row);
+		w->depth--;
 		return;
 	}
 	if (n->nfields + n->nedges == 0)
@@ -1393,6 +1416,40 @@ int graph_write_range(struct graph *g, struct evbuffer *out, size_t from,
 	sink_flush(&w.sink);
 	free(w.stack);
 	return w.failed || w.sink.failed ? -1 : 0;
+}
+
+bool graph_is_aggregate(const struct graph *g)
+{
+	return g->plan->nnodes && g->plan->nodes[0].shape == PLAN_AGGREGATE;
+}
+
+int graph_write_aggregate(struct graph *g, struct evbuffer *out)
+{
+	const struct plan_node *n = &g->plan->nodes[0];
+	const PGresult *res = g->res[n->src];
+	struct writer w;
+
+	if (res && PQntuples(res) > 0) {
+		writer_init(&w, g, out);
+		write_object(&w, 0, 0);
+		sink_flush(&w.sink);
+		free(w.stack);
+		return w.failed || w.sink.failed ? -1 : 0;
+	}
+	/* no statement was sent: each entry's value over no rows */
+	if (evbuffer_add(out, "{", 1) < 0)
+		return -1;
+	for (size_t i = 0; i < n->nfields; i++) {
+		const struct plan_field *f = &n->fields[i];
+		const char *v = n->empty && n->empty[i] ? n->empty[i] : "null";
+		if ((i && evbuffer_add(out, ",", 1) < 0))
+			return -1;
+		graph_write_string(out, f->name, strlen(f->name));
+		if (evbuffer_add(out, ":", 1) < 0 ||
+		    evbuffer_add(out, v, strlen(v)) < 0)
+			return -1;
+	}
+	return evbuffer_add(out, "}", 1);
 }
 
 int graph_write(struct graph *g, struct evbuffer *out)

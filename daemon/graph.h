@@ -56,5 +56,10 @@ int graph_write_range(struct graph *g, struct evbuffer *out, size_t from,
  * out of memory (out then holds a partial document). */
 int graph_write(struct graph *g, struct evbuffer *out);
 
+/* Whether the answer is an aggregate (DESIGN.md §6.5): one object, from
+ * the main query's one row, written by graph_write_aggregate. */
+bool graph_is_aggregate(const struct graph *g);
+int graph_write_aggregate(struct graph *g, struct evbuffer *out);
+
 /* Appends s as a JSON string (quoted, escaped exactly as to_json does). */
 void graph_write_string(struct evbuffer *out, const char *s, size_t len);

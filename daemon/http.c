@@ -119,6 +119,7 @@ struct request {
 	char id[40];
 	double started; /* clock_ms() at arrival */
 	bool debug;
+	bool aggregate; /* the answer is {"aggregate": {...}} */
 	bool plan_only;
 	struct schema *schema;
 	struct spec_queryset *spec;
@@ -558,9 +559,10 @@ static int write_objects(struct request *r, struct evbuffer *out, size_t budget)
 static int write_tail(struct request *r, struct evbuffer *out)
 {
 	int rc = evbuffer_add_printf(out,
-				     "],\"stats\":{\"queries\":%d,\"rows\":%ld,"
+				     "%s,\"stats\":{\"queries\":%d,\"rows\":%ld,"
 				     "\"db_ms\":%.3f,\"total_ms\":%.3f}",
-				     r->queries, r->rows, r->db_ms,
+				     r->aggregate ? "" : "]", r->queries,
+				     r->rows, r->db_ms,
 				     (clock_ms() - r->started));
 
 	if (rc >= 0 && r->debug) {
@@ -723,7 +725,19 @@ static void on_exec_done(struct exec *ex, const struct pf_err *err, void *arg)
 	}
 	r->count = graph_count(exec_graph(ex));
 	body = evbuffer_new();
-	if (!body || evbuffer_add(body, "{\"results\":[", 12) < 0 ||
+	if (!body)
+		goto oom;
+	if (graph_is_aggregate(exec_graph(ex))) {
+		/* one object: never streamed */
+		r->aggregate = true;
+		if (evbuffer_add(body, "{\"aggregate\":", 13) < 0 ||
+		    graph_write_aggregate(exec_graph(ex), body) < 0 ||
+		    write_tail(r, body) < 0)
+			goto oom;
+		reply(r, 200, body);
+		return;
+	}
+	if (evbuffer_add(body, "{\"results\":[", 12) < 0 ||
 	    write_objects(r, body, STREAM_CHUNK) < 0)
 		goto oom;
 	if (r->next < r->count) {

@@ -9,130 +9,15 @@
  */
 #include "plan.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "plan_int.h"
 #include "resolve.h"
 #include "vec.h"
 
 #define OOM(err) pf_err_set(err, 500, "internal", "", "out of memory")
-
-/* A growable string; on allocation failure it stays flagged and short. */
-struct sbuf {
-	char *s;
-	size_t len, cap;
-	bool failed;
-};
-
-/* Grows b to hold len more bytes and a NUL; -1 (b failed) out of memory. */
-static int sb_room(struct sbuf *b, size_t len)
-{
-	size_t cap = (b->cap + len + 1) * 2;
-	char *s = realloc(b->s, cap);
-
-	if (!s) {
-		b->failed = true;
-		return -1;
-	}
-	b->s = s;
-	b->cap = cap;
-	return 0;
-}
-
-static void sb_vadd(struct sbuf *b, const char *fmt, va_list ap)
-{
-	va_list copy;
-	int n;
-
-	if (b->failed)
-		return;
-	va_copy(copy, ap);
-	n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0,
-		      fmt, copy);
-	va_end(copy);
-	if (n < 0) {
-		b->failed = true;
-		return;
-	}
-	if (!b->s || b->len + (size_t)n + 1 > b->cap) {
-		if (sb_room(b, (size_t)n) < 0)
-			return;
-		vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-	}
-	b->len += (size_t)n;
-}
-
-__attribute__((format(printf, 2, 3))) static void sb_add(struct sbuf *b,
-							 const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	sb_vadd(b, fmt, ap);
-	va_end(ap);
-}
-
-/* Appends len bytes; the fast path for literals and identifiers (SQL
- * texts are built on every request). */
-static void sb_put(struct sbuf *b, const char *p, size_t len)
-{
-	if (b->failed)
-		return;
-	if (b->len + len + 1 > b->cap && sb_room(b, len) < 0)
-		return;
-	memcpy(b->s + b->len, p, len);
-	b->len += len;
-	b->s[b->len] = '\0';
-}
-
-#define sb_lit(b, lit) sb_put((b), (lit), sizeof(lit) - 1)
-
-/* A quoted identifier: "na""me". */
-static void sb_ident(struct sbuf *b, const char *name)
-{
-	sb_put(b, "\"", 1);
-	for (const char *c = name; *c;) {
-		size_t run = strcspn(c, "\"");
-		sb_put(b, c, run);
-		c += run;
-		if (*c == '"') {
-			sb_put(b, "\"\"", 2);
-			c++;
-		}
-	}
-	sb_put(b, "\"", 1);
-}
-
-static void sb_table(struct sbuf *b, const char *schema, const char *table)
-{
-	sb_ident(b, schema);
-	sb_lit(b, ".");
-	sb_ident(b, table);
-}
-
-/* One entry of a query's select list. */
-enum sel_kind {
-	SEL_COLUMN,	 /* t<join>."col", or to_json() of it */
-	SEL_THROUGH_KEY, /* j0."<through_from>": the M2M match key */
-	SEL_LATERAL_KEY, /* k.key: the parent key of a sliced level */
-};
-
-struct sel {
-	enum sel_kind kind;
-	int join;
-	const struct schema_column *col;
-	bool to_json;
-};
-
-struct qbuild {
-	const struct rqs *qs;
-	const struct schema_relation *rel; /* keyed: the relation fetched */
-	bool sliced;
-	struct sel *sel;
-	size_t nsel;
-};
 
 /* Where a query level went: its query and the node of its rows. */
 struct built {
@@ -178,7 +63,26 @@ static int ensure(struct pb *b, int q, enum sel_kind kind, int join,
 	s = vec_push(&qb->sel, &qb->nsel, sizeof(*s));
 	if (!s)
 		return OOM(b->err);
-	*s = (struct sel){kind, join, col, to_json};
+	*s = (struct sel){kind, join, col, to_json, NULL};
+	return (int)qb->nsel - 1;
+}
+
+/* The select list position of an expression, added when missing. */
+static int ensure_expr(struct pb *b, int q, const struct rexpr *e, bool raw)
+{
+	struct qbuild *qb = &b->qb[q];
+	struct sel want = {.kind = SEL_EXPR,
+			   .expr = e,
+			   .to_json = !raw && e->render == RENDER_TO_JSON};
+	int i = sel_find(qb, &want);
+	struct sel *s;
+
+	if (i >= 0)
+		return i;
+	s = vec_push(&qb->sel, &qb->nsel, sizeof(*s));
+	if (!s)
+		return OOM(b->err);
+	*s = want;
 	return (int)qb->nsel - 1;
 }
 
@@ -220,6 +124,67 @@ static int add_field(struct pb *b, int node, const struct schema_column *col)
 	return 0;
 }
 
+/* A key of each object whose value is an expression: an annotation, a
+ * values entry, an aggregate. */
+static int add_expr_field(struct pb *b, int node, const struct rannot *a)
+{
+	struct plan_node *n = &b->plan->nodes[node];
+	int c = ensure_expr(b, n->src, &a->expr, false);
+	struct plan_field *f;
+
+	if (c < 0)
+		return -1;
+	n = &b->plan->nodes[node];
+	f = vec_push(&n->fields, &n->nfields, sizeof(*f));
+	if (!f || !(f->name = strdup(a->name)))
+		return OOM(b->err);
+	f->col = c;
+	f->render = a->expr.render;
+	return 0;
+}
+
+/* The values of an aggregate's entries over no rows, per field. */
+static int add_empty_values(struct pb *b, int node, const struct rqs *qs)
+{
+	struct plan_node *n = &b->plan->nodes[node];
+
+	if (!(n->empty = calloc(qs->naggs + 1, sizeof(char *))))
+		return OOM(b->err);
+	for (size_t i = 0; i < qs->naggs; i++)
+		if (qs->aggs[i].empty &&
+		    !(n->empty[i] = strdup(qs->aggs[i].empty)))
+			return OOM(b->err);
+	return 0;
+}
+
+/* The keys of a queryset's objects: its columns, then its annotations
+ * (DESIGN.md §6.3); or exactly its values entries (§6.4), or its
+ * aggregate entries (§6.5). */
+static int add_fields(struct pb *b, int node, const struct rqs *qs)
+{
+	b->plan->nodes[node].shape = (enum plan_shape)qs->shape;
+	if (qs->shape == SHAPE_AGGREGATE) {
+		for (size_t i = 0; i < qs->naggs; i++)
+			if (add_expr_field(b, node, &qs->aggs[i]) < 0)
+				return -1;
+		return add_empty_values(b, node, qs);
+	}
+	if (qs->has_values) {
+		for (size_t i = 0; i < qs->nvalues; i++)
+			if (add_expr_field(b, node, &qs->values[i]) < 0)
+				return -1;
+		return 0;
+	}
+	for (size_t i = 0; i < qs->nfields; i++)
+		if (add_field(b, node, qs->fields[i]) < 0)
+			return -1;
+	for (size_t i = 0; i < qs->nannots; i++)
+		if (qs->annots[i].selected &&
+		    add_expr_field(b, node, &qs->annots[i]) < 0)
+			return -1;
+	return 0;
+}
+
 static struct plan_edge *add_edge(struct pb *b, int node,
 				  enum plan_edge_kind kind, const char *name,
 				  bool to_many)
@@ -247,7 +212,8 @@ static int add_query(struct pb *b, const struct rlevel *lv, int depth)
 	if (!q || !(qb = realloc(b->qb, n * sizeof(*qb))))
 		return OOM(b->err);
 	b->qb = qb;
-	qb[n - 1] = (struct qbuild){.qs = &lv->qs, .rel = lv->rel};
+	qb[n - 1] = (struct qbuild){
+		.qs = &lv->qs, .rel = lv->rel, .keyed = lv->kind == RL_QUERY};
 	qb[n - 1].sliced = lv->rel && (lv->qs.has_limit || lv->qs.offset);
 	q->path = strdup(lv->path);
 	q->keyed = lv->kind == RL_QUERY;
@@ -337,9 +303,8 @@ static int build_query_level(struct pb *b, int node, const struct rlevel *lv,
 		pq->key_col = ensure(b, q, SEL_COLUMN, 0, rel->to_column, true);
 	if (b->plan->queries[q].key_col < 0)
 		return -1;
-	for (size_t i = 0; i < lv->qs.nfields; i++)
-		if (add_field(b, child, lv->qs.fields[i]) < 0)
-			return -1;
+	if (add_fields(b, child, &lv->qs) < 0)
+		return -1;
 	if (!(e = add_edge(b, node, EDGE_QUERY, lv->name, rel->to_many)))
 		return -1;
 	e->node = child;
@@ -497,424 +462,6 @@ static int build_node_children(struct pb *b, int node, const struct rlevel *lv,
 	return 0;
 }
 
-/* ---- SQL text -------------------------------------------------------- */
-
-/* A letter and a small number: "t3", "c12" (aliases, on every column). */
-static void sb_alias(struct sbuf *s, char letter, size_t n)
-{
-	char buf[24], *p = buf + sizeof(buf);
-
-	do
-		*--p = (char)('0' + n % 10);
-	while (n /= 10);
-	*--p = letter;
-	sb_put(s, p, (size_t)(buf + sizeof(buf) - p));
-}
-
-static void sb_col(struct sbuf *s, int join, const struct schema_column *col)
-{
-	sb_alias(s, 't', (size_t)join);
-	sb_lit(s, ".");
-	sb_ident(s, col->name);
-}
-
-/* The target table of many-to-many join i, on its junction j<i>. */
-static void sb_target_on_junction(struct sbuf *s, const struct rjoin *j, int i)
-{
-	sb_table(s, j->model->schema_name, j->model->table);
-	sb_add(s, " t%d ON ", i);
-	sb_col(s, i, j->rel->to_column);
-	sb_add(s, " = j%d.", i);
-	sb_ident(s, j->rel->through_to);
-}
-
-/* The tables a join adds, and the ON of each. In an EXISTS the first join
- * of the scope is rendered by render_exists instead. */
-static void render_join(struct sbuf *s, const struct rqs *qs, int i)
-{
-	const struct rjoin *j = &qs->joins[i];
-	const struct schema_relation *r = j->rel;
-	const char *kw = j->left ? " LEFT JOIN " : " JOIN ";
-
-	if (j->via_level_junction) {
-		/* The level's junction j0 holds this row's parent already:
-		 * join its other side, not a second junction. */
-		sb_add(s, "%s", kw);
-		sb_table(s, j->model->schema_name, j->model->table);
-		sb_add(s, " t%d ON ", i);
-		sb_col(s, i, r->to_column);
-		sb_lit(s, " = j0.");
-		sb_ident(s, r->through_to);
-		return;
-	}
-	if (r->through_table) {
-		sb_add(s, "%s", kw);
-		sb_table(s, r->through_schema, r->through_table);
-		sb_add(s, " j%d ON j%d.", i, i);
-		sb_ident(s, r->through_from);
-		sb_lit(s, " = ");
-		sb_col(s, j->parent, r->from_column);
-		sb_add(s, "%s", kw);
-		sb_target_on_junction(s, j, i);
-		return;
-	}
-	sb_add(s, "%s", kw);
-	sb_table(s, j->model->schema_name, j->model->table);
-	sb_add(s, " t%d ON ", i);
-	sb_col(s, i, r->to_column);
-	sb_lit(s, " = ");
-	sb_col(s, j->parent, r->from_column);
-}
-
-static void render_cond(struct sbuf *s, const struct rqs *qs,
-			const struct rcond *c, int pbase);
-
-static void render_exists(struct sbuf *s, const struct rqs *qs,
-			  const struct rcond *c, int pbase)
-{
-	int first = -1;
-
-	for (size_t i = 1; i < qs->njoins && first < 0; i++)
-		if (qs->joins[i].scope == c->scope)
-			first = (int)i;
-	const struct rjoin *j = &qs->joins[first];
-	const struct schema_relation *r = j->rel;
-
-	sb_lit(s, "EXISTS (SELECT 1 FROM ");
-	if (r->through_table) {
-		sb_table(s, r->through_schema, r->through_table);
-		sb_add(s, " j%d JOIN ", first);
-		sb_target_on_junction(s, j, first);
-	} else {
-		sb_table(s, j->model->schema_name, j->model->table);
-		sb_add(s, " t%d", first);
-	}
-	for (size_t i = (size_t)first + 1; i < qs->njoins; i++)
-		if (qs->joins[i].scope == c->scope)
-			render_join(s, qs, (int)i);
-	sb_lit(s, " WHERE ");
-	if (r->through_table) {
-		sb_add(s, "j%d.", first);
-		sb_ident(s, r->through_from);
-	} else {
-		sb_col(s, first, r->to_column);
-	}
-	sb_lit(s, " = ");
-	sb_col(s, j->parent, r->from_column);
-	sb_lit(s, " AND ");
-	render_cond(s, qs, &c->children[0], pbase);
-	sb_lit(s, ")");
-}
-
-static void render_term(struct sbuf *s, const struct rcond *c, int pbase)
-{
-	const struct schema_column *col = c->col.col;
-	int p = c->param + pbase;
-
-	if (c->null_guard)
-		sb_lit(s, "(");
-	if (c->is_null || c->not_null) {
-		sb_col(s, c->col.join, col);
-		sb_add(s, c->is_null ? " IS NULL" : " IS NOT NULL");
-	} else {
-		switch (c->op) {
-		case OP_IEXACT:
-		case OP_ICONTAINS:
-		case OP_ISTARTSWITH:
-		case OP_IENDSWITH:
-			sb_lit(s, "UPPER(");
-			sb_col(s, c->col.join, col);
-			sb_add(s, "::text) %s UPPER($%d::text)",
-			       c->op == OP_IEXACT ? "=" : "LIKE", p);
-			break;
-		case OP_CONTAINS:
-		case OP_STARTSWITH:
-		case OP_ENDSWITH:
-		case OP_REGEX:
-		case OP_IREGEX:
-			sb_col(s, c->col.join, col);
-			sb_add(s, "::text %s $%d::text",
-			       c->op == OP_REGEX    ? "~"
-			       : c->op == OP_IREGEX ? "~*"
-						    : "LIKE",
-			       p);
-			break;
-		case OP_IN:
-			sb_col(s, c->col.join, col);
-			sb_add(s, " = ANY($%d::%s[])", p, col->cast);
-			break;
-		case OP_RANGE:
-			sb_col(s, c->col.join, col);
-			sb_add(s, " BETWEEN $%d::%s AND $%d::%s", p, col->cast,
-			       p + 1, col->cast);
-			break;
-		default: {
-			static const char *const cmp[] = {
-				[OP_EXACT] = "=", [OP_GT] = ">",
-				[OP_GTE] = ">=",  [OP_LT] = "<",
-				[OP_LTE] = "<=",
-			};
-			sb_col(s, c->col.join, col);
-			sb_add(s, " %s $%d::%s", cmp[c->op], p, col->cast);
-		}
-		}
-	}
-	if (c->null_guard) {
-		sb_lit(s, " AND ");
-		sb_col(s, c->col.join, col);
-		sb_lit(s, " IS NOT NULL)");
-	}
-}
-
-static void render_cond(struct sbuf *s, const struct rqs *qs,
-			const struct rcond *c, int pbase)
-{
-	switch (c->kind) {
-	case RC_TRUE:
-		sb_lit(s, "TRUE");
-		break;
-	case RC_FALSE:
-		sb_lit(s, "FALSE");
-		break;
-	case RC_NOT:
-		sb_lit(s, "NOT (");
-		render_cond(s, qs, &c->children[0], pbase);
-		sb_lit(s, ")");
-		break;
-	case RC_AND:
-	case RC_OR:
-		sb_lit(s, "(");
-		for (size_t i = 0; i < c->nchildren; i++) {
-			if (i)
-				sb_add(s, c->kind == RC_AND ? " AND " : " OR ");
-			render_cond(s, qs, &c->children[i], pbase);
-		}
-		sb_lit(s, ")");
-		break;
-	case RC_TERM:
-		render_term(s, c, pbase);
-		break;
-	case RC_NONE: /* folded away by resolve; harmless if not */
-		sb_lit(s, "TRUE");
-		break;
-	case RC_EXISTS:
-		render_exists(s, qs, c, pbase);
-		break;
-	}
-}
-
-static void render_sel(struct sbuf *s, const struct qbuild *qb, size_t i)
-{
-	const struct sel *e = &qb->sel[i];
-
-	switch (e->kind) {
-	case SEL_LATERAL_KEY:
-		sb_lit(s, "k.key");
-		break;
-	case SEL_THROUGH_KEY:
-		sb_lit(s, "j0.");
-		sb_ident(s, qb->rel->through_from);
-		break;
-	case SEL_COLUMN:
-		if (e->to_json)
-			sb_lit(s, "to_json(");
-		sb_col(s, e->join, e->col);
-		/* json has no equality operator for DISTINCT; its text is the
-		 * same JSON and compares. */
-		if (e->to_json)
-			sb_add(s, qb->qs->distinct ? ")::text" : ")");
-		break;
-	}
-}
-
-/* FROM ... WHERE ... ORDER BY ... of a query (the part inside LATERAL for
- * a sliced level). key_expr: what the relation's key is compared with. */
-static void render_body(struct sbuf *s, const struct qbuild *qb,
-			const char *key_expr, int pbase)
-{
-	const struct rqs *qs = qb->qs;
-	const struct schema_relation *r = qb->rel;
-	bool where = false;
-
-	sb_lit(s, " FROM ");
-	sb_table(s, qs->model->schema_name, qs->model->table);
-	sb_lit(s, " t0");
-	if (r && r->through_table) {
-		sb_lit(s, " JOIN ");
-		sb_table(s, r->through_schema, r->through_table);
-		sb_lit(s, " j0 ON j0.");
-		sb_ident(s, r->through_to);
-		sb_lit(s, " = ");
-		sb_col(s, 0, r->to_column);
-	}
-	for (size_t i = 1; i < qs->njoins; i++)
-		if (qs->joins[i].scope == 0)
-			render_join(s, qs, (int)i);
-	if (r) {
-		sb_lit(s, " WHERE ");
-		if (r->through_table) {
-			sb_lit(s, "j0.");
-			sb_ident(s, r->through_from);
-		} else {
-			sb_col(s, 0, r->to_column);
-		}
-		sb_add(s, "%s", key_expr);
-		where = true;
-	}
-	if (qs->where) {
-		sb_add(s, where ? " AND " : " WHERE ");
-		render_cond(s, qs, qs->where, pbase);
-	}
-}
-
-/* ORDER BY of a query; with prefix, by the select list's own columns
- * (c<N> of the subquery named prefix) instead of the tables'. */
-static void render_order(struct sbuf *s, struct pb *b, int q,
-			 const char *prefix)
-{
-	const struct rqs *qs = b->qb[q].qs;
-
-	for (size_t i = 0; i < qs->norder; i++) {
-		const struct rorder *o = &qs->order[i];
-		sb_add(s, i ? ", " : " ORDER BY ");
-		if (o->random)
-			sb_lit(s, "RANDOM()");
-		else if (prefix)
-			sb_add(s, "%sc%d", prefix,
-			       ensure(b, q, SEL_COLUMN, o->col.join, o->col.col,
-				      true));
-		else
-			sb_col(s, o->col.join, o->col.col);
-		if (!o->random && o->desc)
-			sb_lit(s, " DESC");
-	}
-}
-
-static void render_select_list(struct sbuf *s, const struct qbuild *qb,
-			       size_t from, const char *prefix);
-
-/* The slice of one parent with DISTINCT, as Django computes it: rows are
- * numbered before DISTINCT (ROW_NUMBER() in the same SELECT), so duplicate
- * rows use up slots. Reads every row of the parent, unlike LIMIT: only
- * this combination pays for it. */
-static void render_distinct_slice(struct sbuf *s, struct pb *b, int q,
-				  int pbase, int *next)
-{
-	const struct qbuild *qb = &b->qb[q];
-	const struct rqs *qs = qb->qs;
-	int off = 0, lim = 0;
-
-	sb_lit(s, "SELECT DISTINCT ");
-	render_select_list(s, qb, 1, "w.");
-	sb_lit(s, " FROM (SELECT ");
-	render_select_list(s, qb, 1, NULL);
-	sb_lit(s, ", row_number() OVER (");
-	render_order(s, b, q, NULL);
-	sb_lit(s, ") AS rn");
-	render_body(s, qb, " = k.key", pbase);
-	if (qs->has_limit)
-		lim = (*next)++;
-	if (qs->offset)
-		off = (*next)++;
-	sb_add(s, ") w WHERE w.rn > %s%d", off ? "$" : "", off);
-	if (lim && off)
-		sb_add(s, " AND w.rn <= $%d::bigint + $%d::bigint", lim, off);
-	else if (lim)
-		sb_add(s, " AND w.rn <= $%d", lim);
-	render_order(s, b, q, "w.");
-}
-
-static void render_select_list(struct sbuf *s, const struct qbuild *qb,
-			       size_t from, const char *prefix)
-{
-	for (size_t i = from; i < qb->nsel; i++) {
-		if (i > from)
-			sb_lit(s, ", ");
-		if (prefix) {
-			sb_put(s, prefix, strlen(prefix));
-			sb_alias(s, 'c', i);
-		} else {
-			render_sel(s, qb, i);
-		}
-		sb_lit(s, " AS ");
-		sb_alias(s, 'c', i);
-	}
-}
-
-/* The row cap (plan_build) as a literal: it is the same for every request,
- * so the text of a statement still depends only on the request's shape and
- * stays one prepared statement. */
-static void render_cap(struct sbuf *s, const struct pb *b)
-{
-	if (b->row_cap > 0)
-		sb_add(s, " LIMIT %ld", b->row_cap);
-}
-
-static char *render_query(struct pb *b, int q, int *nlimit_params)
-{
-	const struct qbuild *qb = &b->qb[q];
-	const struct plan_query *pq = &b->plan->queries[q];
-	const struct rqs *qs = qb->qs;
-	struct sbuf s = {0};
-	int pbase = pq->keyed ? 2 : 1;
-	int next = pbase + (int)qs->nparams;
-	const char *cast = qb->rel ? qb->rel->from_column->cast : "";
-	char key_expr[300];
-
-	*nlimit_params = 0;
-	if (qb->sliced && qs->distinct) {
-		sb_add(&s, "SELECT k.key AS c0, ");
-		render_select_list(&s, qb, 1, "s.");
-		sb_add(&s,
-		       " FROM unnest($1::%s[]) AS k(key) CROSS JOIN "
-		       "LATERAL (",
-		       cast);
-		render_distinct_slice(&s, b, q, pbase, &next);
-		*nlimit_params = (qs->has_limit ? 1 : 0) + (qs->offset ? 1 : 0);
-		sb_add(&s, ") s");
-		render_cap(&s, b);
-		goto out;
-	}
-	if (qb->sliced) {
-		/* Per-parent slice: one index-bounded subquery per key. */
-		sb_add(&s, "SELECT k.key AS c0, ");
-		render_select_list(&s, qb, 1, "s.");
-		sb_add(&s,
-		       " FROM unnest($1::%s[]) AS k(key) CROSS JOIN "
-		       "LATERAL (SELECT %s",
-		       cast, qs->distinct ? "DISTINCT " : "");
-		render_select_list(&s, qb, 1, NULL);
-		render_body(&s, qb, " = k.key", pbase);
-	} else {
-		sb_add(&s, "SELECT %s", qs->distinct ? "DISTINCT " : "");
-		render_select_list(&s, qb, 0, NULL);
-		snprintf(key_expr, sizeof(key_expr), " = ANY($1::%s[])", cast);
-		render_body(&s, qb, key_expr, pbase);
-	}
-	render_order(&s, b, q, NULL);
-	if (qs->has_limit) {
-		/* finish_query lowers its value to the cap */
-		sb_add(&s, " LIMIT $%d", next++);
-		(*nlimit_params)++;
-	} else if (!qb->sliced) {
-		render_cap(&s, b);
-	}
-	if (qs->offset) {
-		sb_add(&s, " OFFSET $%d", next++);
-		(*nlimit_params)++;
-	}
-	if (qb->sliced) {
-		sb_add(&s, ") s");
-		render_cap(&s, b);
-	}
-out:
-	if (s.failed) {
-		free(s.s);
-		return NULL;
-	}
-	return s.s;
-}
-
 static int finish_query(struct pb *b, int q)
 {
 	const struct rqs *qs = b->qb[q].qs;
@@ -924,12 +471,16 @@ static int finish_query(struct pb *b, int q)
 
 	/* SELECT DISTINCT needs the ORDER BY columns in its select list. */
 	if (qs->distinct)
-		for (size_t i = 0; i < qs->norder; i++)
-			if (!qs->order[i].random &&
-			    ensure(b, q, SEL_COLUMN, qs->order[i].col.join,
-				   qs->order[i].col.col, true) < 0)
+		for (size_t i = 0; i < qs->norder; i++) {
+			const struct rorder *o = &qs->order[i];
+			if (o->random)
+				continue;
+			if ((o->expr ? ensure_expr(b, q, o->expr, true)
+				     : ensure(b, q, SEL_COLUMN, o->col.join,
+					      o->col.col, true)) < 0)
 				return -1;
-	pq->sql = render_query(b, q, &nlimit);
+		}
+	pq->sql = plan_sql(&b->qb[q], b->row_cap, &nlimit);
 	if (!pq->sql)
 		return OOM(b->err);
 	pq->ncols = (int)b->qb[q].nsel;
@@ -978,9 +529,8 @@ struct plan *plan_build(const struct resolved *rq, long row_cap,
 	if (add_query(&b, root, 0) < 0 ||
 	    (root_node = add_node(&b, NODE_QUERY, 0, -1, 0)) < 0)
 		goto fail;
-	for (size_t i = 0; i < root->qs.nfields; i++)
-		if (add_field(&b, root_node, root->qs.fields[i]) < 0)
-			goto fail;
+	if (add_fields(&b, root_node, &root->qs) < 0)
+		goto fail;
 	if (build_joined(&b, root_node, root->qs.select, root->qs.nselect) <
 		    0 ||
 	    build_node_children(&b, root_node, root, 0) < 0 ||
@@ -1021,8 +571,12 @@ void plan_free(struct plan *plan)
 	}
 	for (size_t i = 0; i < plan->nnodes; i++) {
 		struct plan_node *n = &plan->nodes[i];
-		for (size_t f = 0; f < n->nfields; f++)
+		for (size_t f = 0; f < n->nfields; f++) {
 			free(n->fields[f].name);
+			if (n->empty)
+				free(n->empty[f]);
+		}
+		free(n->empty);
 		for (size_t e = 0; e < n->nedges; e++)
 			free(n->edges[e].name);
 		free(n->fields);

@@ -71,6 +71,18 @@ struct plan_edge {
 
 enum plan_node_kind { NODE_QUERY, NODE_JOINED, NODE_BACKREF };
 
+/* How a node's objects are written (DESIGN.md §6.4-6.5): objects, arrays
+ * of the fields' values (values_list), the bare value of its one field
+ * (flat), or the one object of an aggregate (the main node only, whose
+ * answer is "aggregate" instead of "results"). The order is resolve's
+ * SHAPE_*. */
+enum plan_shape {
+	PLAN_OBJECTS,
+	PLAN_LISTS,
+	PLAN_FLAT,
+	PLAN_AGGREGATE,
+};
+
 struct plan_node {
 	enum plan_node_kind kind;
 	int src;    /* query whose result holds the rows */
@@ -79,6 +91,10 @@ struct plan_node {
 	size_t nfields;
 	struct plan_edge *edges;
 	size_t nedges;
+	enum plan_shape shape;
+	/* PLAN_AGGREGATE: each field's value when the query is not sent (it
+	 * can match nothing), as JSON text; NULL for null (DESIGN.md §6.5) */
+	char **empty;
 };
 
 struct plan {

@@ -4,7 +4,7 @@
  * which follow Django 5.2's prefetch_related_objects: a stack of lookups,
  * each walked level by level, every level remembered under its path.
  */
-#include "resolve.h"
+#include "resolve_int.h"
 #include "vec.h"
 
 #include <ctype.h>
@@ -12,8 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define OOM(err) pf_err_set(err, 500, "internal", "", "out of memory")
 
 static const char *const op_names[] = {
 	[OP_EXACT] = "exact",
@@ -33,6 +31,11 @@ static const char *const op_names[] = {
 	[OP_ISNULL] = "isnull",
 	[OP_REGEX] = "regex",
 	[OP_IREGEX] = "iregex",
+	[OP_CONTAINED_BY] = "contained_by",
+	[OP_OVERLAP] = "overlap",
+	[OP_HAS_KEY] = "has_key",
+	[OP_HAS_KEYS] = "has_keys",
+	[OP_HAS_ANY_KEYS] = "has_any_keys",
 };
 
 #define NOPS ((int)(sizeof(op_names) / sizeof(op_names[0])))
@@ -42,7 +45,7 @@ const char *resolve_op_name(enum rop op)
 	return op_names[op];
 }
 
-static int find_op(const char *name)
+int find_op(const char *name)
 {
 	for (int i = 0; i < NOPS; i++)
 		if (strcmp(op_names[i], name) == 0)
@@ -51,7 +54,7 @@ static int find_op(const char *name)
 }
 
 /* "library_books" -> "LibraryBooks": the Django class name of a model. */
-static void class_name(const struct schema_model *m, char *out, size_t len)
+void class_name(const struct schema_model *m, char *out, size_t len)
 {
 	size_t o = 0;
 	bool up = true;
@@ -69,7 +72,7 @@ static void class_name(const struct schema_model *m, char *out, size_t len)
 
 /* Splits "a__b__c" into parts (in buf, which is modified). Returns the
  * count, or -1 when a part is empty ("a____b", "__a"). */
-static int split_path(char *buf, char **parts, int max)
+int split_path(char *buf, char **parts, int max)
 {
 	int n = 0;
 	char *p = buf;
@@ -90,10 +93,8 @@ static int split_path(char *buf, char **parts, int max)
 	return n;
 }
 
-#define MAX_PARTS 32
-
 /* The names a model accepts in filters, for "Choices are: ...". */
-static void choices(const struct schema_model *m, char *out, size_t len)
+void choices(const struct schema_model *m, char *out, size_t len)
 {
 	size_t o = 0;
 
@@ -106,8 +107,8 @@ static void choices(const struct schema_model *m, char *out, size_t len)
 				      m->columns[i].name);
 }
 
-static const struct schema_column *find_field(const struct schema_model *m,
-					      const char *name)
+const struct schema_column *find_field(const struct schema_model *m,
+				       const char *name)
 {
 	if (strcmp(name, "pk") == 0)
 		return m->pk;
@@ -116,22 +117,16 @@ static const struct schema_column *find_field(const struct schema_model *m,
 
 /* ---- the queryset ---------------------------------------------------- */
 
-struct qctx {
-	struct rqs *qs;
-	const struct schema_relation *via; /* the prefetch level's relation */
-	struct pf_err *err;
-	char cls[128]; /* class name of qs->model, for messages */
-};
-
-static int add_param(struct qctx *c, const char *text)
+int add_param(struct qctx *c, const char *text)
 {
-	char **slot = vec_push(&c->qs->params, &c->qs->nparams, sizeof(char *));
+	struct rqs *to = c->params ? c->params : c->qs;
+	char **slot = vec_push(&to->params, &to->nparams, sizeof(char *));
 
 	if (!slot)
 		return OOM(c->err);
 	if (text && !(*slot = strdup(text)))
 		return OOM(c->err);
-	return (int)c->qs->nparams - 1;
+	return (int)to->nparams - 1;
 }
 
 /* The join of rel from parent in scope, shared when it exists already: one
@@ -173,26 +168,19 @@ static void propagate_left(struct rqs *qs)
 	}
 }
 
-static bool is_int_type(const struct schema_column *col)
-{
-	return strcmp(col->type, "integer") == 0 ||
-	       strcmp(col->type, "bigint") == 0 ||
-	       strcmp(col->type, "smallint") == 0;
-}
-
 /* Catches the common wrong values with a precise "at"; PostgreSQL decides
  * the rest (its class-22 errors are 422 bad_value too). */
-static int check_value(struct qctx *c, const struct schema_column *col,
-		       const struct spec_value *v, const char *at)
+static int check_value(struct qctx *c, const char *name, enum rtype type,
+		       enum schema_render render, const struct spec_value *v,
+		       const char *at)
 {
 	if (v->kind == SPEC_OBJECT || v->kind == SPEC_ARRAY) {
-		if (col->render == RENDER_RAW)
+		if (render == RENDER_RAW || type == RT_JSON)
 			return 0;
 		return pf_err_set(c->err, 422, "bad_value", at,
-				  "Field '%s' expected a scalar value",
-				  col->name);
+				  "Field '%s' expected a scalar value", name);
 	}
-	if (is_int_type(col)) {
+	if (type == RT_INT || type == RT_BIGINT) {
 		const char *s = v->text;
 		char *end;
 		errno = 0;
@@ -201,9 +189,40 @@ static int check_value(struct qctx *c, const struct schema_column *col,
 			return pf_err_set(c->err, 422, "bad_value", at,
 					  "Field '%s' expected a number but "
 					  "got '%s'.",
-					  col->name, s);
+					  name, s);
 	}
 	return 0;
+}
+
+/* A value as JSON text, as Django's JSONField encodes a lookup's value:
+ * a string is quoted, other scalars are their own text, objects and
+ * arrays their compact JSON, None the JSON null. */
+char *json_text(const struct spec_value *v)
+{
+	const char *t = v->text;
+	char *out, *o;
+
+	if (v->kind == SPEC_NULL)
+		return strdup("null");
+	if (v->kind != SPEC_STRING)
+		return strdup(t);
+	out = o = malloc(strlen(t) * 6 + 3);
+	if (!out)
+		return NULL;
+	*o++ = '"';
+	for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
+		if (*p == '"' || *p == '\\') {
+			*o++ = '\\';
+			*o++ = (char)*p;
+		} else if (*p < 0x20) {
+			o += sprintf(o, "\\u%04x", *p);
+		} else {
+			*o++ = (char)*p;
+		}
+	}
+	*o++ = '"';
+	*o = '\0';
+	return out;
 }
 
 /* LIKE pattern for the contains family, with Django's escaping. */
@@ -228,14 +247,14 @@ static char *like_pattern(const char *v, bool lead, bool trail)
 
 /* A PostgreSQL array literal of the distinct non-null items. Returns the
  * count of items in *n. */
-static char *array_literal(const struct spec_value *v, size_t *n)
+static char *array_literal(const struct spec_value *v, bool json, size_t *n)
 {
 	size_t len = 3;
 	char *out, *o;
 
 	for (size_t i = 0; i < v->nitems; i++)
 		if (v->items[i].text)
-			len += strlen(v->items[i].text) * 2 + 3;
+			len += strlen(v->items[i].text) * 12 + 8;
 	out = o = malloc(len);
 	if (!out)
 		return NULL;
@@ -243,15 +262,21 @@ static char *array_literal(const struct spec_value *v, size_t *n)
 	*o++ = '{';
 	for (size_t i = 0; i < v->nitems; i++) {
 		const char *t = v->items[i].text;
+		char *enc = NULL;
 		bool seen = false;
 		if (v->items[i].kind == SPEC_NULL || !t)
 			continue;
 		for (size_t k = 0; k < i && !seen; k++)
 			seen = v->items[k].text &&
 			       v->items[k].kind != SPEC_NULL &&
+			       v->items[k].kind == v->items[i].kind &&
 			       strcmp(v->items[k].text, t) == 0;
 		if (seen)
 			continue;
+		if (json && !(t = enc = json_text(&v->items[i]))) {
+			free(out);
+			return NULL;
+		}
 		if (*n)
 			*o++ = ',';
 		*o++ = '"';
@@ -261,6 +286,7 @@ static char *array_literal(const struct spec_value *v, size_t *n)
 			*o++ = *t;
 		}
 		*o++ = '"';
+		free(enc);
 		(*n)++;
 	}
 	*o++ = '}';
@@ -280,6 +306,10 @@ static int bind_scalar(struct qctx *c, struct rcond *t, const char *text,
 static int bind_value(struct qctx *c, struct rcond *t,
 		      const struct spec_value *v, const char *at)
 {
+	const char *name = t->lhs ? at : t->col.col->name;
+	enum schema_render render = t->lhs ? t->lhs->render : t->col.col->render;
+	enum rtype type = t->lhs_type;
+	bool json = type == RT_JSON;
 	char *text;
 	size_t n;
 	int rc;
@@ -292,6 +322,12 @@ static int bind_value(struct qctx *c, struct rcond *t,
 		return 0;
 	}
 	if (v->kind == SPEC_NULL) {
+		/* on a jsonb key, None is the JSON null (Django's
+		 * KeyTransformExact), not a missing key */
+		if (t->op == OP_EXACT && t->lhs && t->lhs->kind == RX_KEY) {
+			t->json_value = true;
+			return bind_scalar(c, t, "null", at);
+		}
 		if (t->op == OP_EXACT || t->op == OP_IEXACT) {
 			t->is_null = true;
 			return 0;
@@ -303,12 +339,14 @@ static int bind_value(struct qctx *c, struct rcond *t,
 	case OP_IN:
 		for (size_t i = 0; i < v->nitems; i++)
 			if (v->items[i].kind != SPEC_NULL &&
-			    check_value(c, t->col.col, &v->items[i], at) < 0)
+			    check_value(c, name, type, json ? RENDER_STRING : render,
+					&v->items[i], at) < 0)
 				return -1;
-		if (!(text = array_literal(v, &n)))
+		if (!(text = array_literal(v, json, &n)))
 			return OOM(c->err);
 		if (n == 0)
 			t->kind = RC_FALSE;
+		t->json_value = json;
 		rc = n ? bind_scalar(c, t, text, at) : 0;
 		free(text);
 		return rc;
@@ -317,12 +355,58 @@ static int bind_value(struct qctx *c, struct rcond *t,
 		    v->items[1].kind == SPEC_NULL)
 			return pf_err_set(c->err, 422, "bad_value", at,
 					  "Cannot use None as a query value");
-		if (check_value(c, t->col.col, &v->items[0], at) < 0 ||
-		    check_value(c, t->col.col, &v->items[1], at) < 0 ||
-		    bind_scalar(c, t, v->items[0].text, at) < 0 ||
+		if (check_value(c, name, type, render, &v->items[0], at) < 0 ||
+		    check_value(c, name, type, render, &v->items[1], at) < 0)
+			return -1;
+		if (json) {
+			char *lo = json_text(&v->items[0]);
+			char *hi = json_text(&v->items[1]);
+			t->json_value = true;
+			rc = lo && hi ? bind_scalar(c, t, lo, at) : OOM(c->err);
+			if (rc == 0 && add_param(c, hi) < 0)
+				rc = -1;
+			free(lo);
+			free(hi);
+			return rc;
+		}
+		if (bind_scalar(c, t, v->items[0].text, at) < 0 ||
 		    add_param(c, v->items[1].text) < 0)
 			return -1;
 		return 0;
+	case OP_HAS_KEY:
+		if (v->kind != SPEC_STRING)
+			return pf_err_set(c->err, 422, "bad_value", at,
+					  "'has_key' needs a key (a string)");
+		return bind_scalar(c, t, v->text, at);
+	case OP_HAS_KEYS:
+	case OP_HAS_ANY_KEYS:
+	case OP_OVERLAP:
+	case OP_CONTAINED_BY:
+	case OP_CONTAINS:
+		if (t->op == OP_CONTAINS && !json && type != RT_ARRAY)
+			break;
+		if (json && (t->op == OP_CONTAINS || t->op == OP_CONTAINED_BY)) {
+			/* jsonb @> / <@: the value as JSON */
+			t->json_value = true;
+			if (!(text = json_text(v)))
+				return OOM(c->err);
+			rc = bind_scalar(c, t, text, at);
+			free(text);
+			return rc;
+		}
+		if (v->kind != SPEC_ARRAY)
+			return pf_err_set(c->err, 422, "bad_value", at,
+					  "'%s' needs an array of values",
+					  op_names[t->op]);
+		if (!(text = array_literal(v, false, &n)))
+			return OOM(c->err);
+		rc = bind_scalar(c, t, text, at);
+		free(text);
+		return rc;
+	default:
+		break;
+	}
+	switch (t->op) {
 	case OP_CONTAINS:
 	case OP_ICONTAINS:
 	case OP_STARTSWITH:
@@ -351,22 +435,26 @@ static int bind_value(struct qctx *c, struct rcond *t,
 					  op_names[t->op]);
 		return bind_scalar(c, t, v->text, at);
 	default: /* exact and the comparisons */
-		if (check_value(c, t->col.col, v, at) < 0)
+		if (json) {
+			t->json_value = true;
+			if (!(text = json_text(v)))
+				return OOM(c->err);
+			rc = bind_scalar(c, t, text, at);
+			free(text);
+			return rc;
+		}
+		if (type == RT_ARRAY && v->kind == SPEC_ARRAY) {
+			if (!(text = array_literal(v, false, &n)))
+				return OOM(c->err);
+			rc = bind_scalar(c, t, text, at);
+			free(text);
+			return rc;
+		}
+		if (check_value(c, name, type, render, v, at) < 0)
 			return -1;
 		return bind_scalar(c, t, v->text, at);
 	}
 }
-
-struct walk {
-	int join;
-	int scope; /* > 0: the term is inside this EXISTS */
-	const struct schema_model *model;
-	const struct schema_column *col;
-	bool via_join;
-	int joins[MAX_PARTS]; /* joins this path made, to make LEFT later */
-	int njoins;
-	int nparts, next; /* parts consumed: parts[next..] remain */
-};
 
 /* The column a relation stands for when compared as a value: its own FK
  * column for a forward relation (no join), else the target's pk. */
@@ -392,15 +480,16 @@ static int relation_as_value(struct qctx *c, struct walk *w,
  * scope (Django's split_exclude) instead of a join. Leaves w->next at the
  * first part that is not a field (the operator, if any).
  */
-static int walk_path(struct qctx *c, char **parts, int n, bool negated,
-		     bool left, const char *at, struct walk *w, int *new_scope)
+int walk_path(struct qctx *c, char **parts, int n, bool negated, bool left,
+	      const char *at, struct walk *w, int *new_scope)
 {
 	w->join = 0;
 	w->model = c->qs->model;
 	for (int i = 0; i < n; i++) {
 		const struct schema_relation *rel;
 		bool last = i == n - 1 ||
-			    (i == n - 2 && find_op(parts[n - 1]) >= 0);
+			    (!w->no_op && i == n - 2 &&
+			     find_op(parts[n - 1]) >= 0);
 		char names[1024];
 
 		if ((w->col = find_field(w->model, parts[i])) &&
@@ -428,8 +517,8 @@ static int walk_path(struct qctx *c, char **parts, int n, bool negated,
 		/* author__id: the FK column already holds the value. */
 		if (!rel->to_many && rel->forward &&
 		    strcmp(parts[i + 1], rel->to_column->name) == 0 &&
-		    (i + 2 == n ||
-		     (i + 3 == n && find_op(parts[n - 1]) >= 0))) {
+		    (i + 2 == n || (!w->no_op && i + 3 == n &&
+				    find_op(parts[n - 1]) >= 0))) {
 			w->col = rel->from_column;
 			w->next = i + 2;
 			return 0;
@@ -445,30 +534,135 @@ static int walk_path(struct qctx *c, char **parts, int n, bool negated,
 			  "'%s' does not name a field", parts[n - 1]);
 }
 
+/* The operators each kind of value takes beyond the common ones. */
+static bool op_fits(enum rop op, enum rtype type)
+{
+	switch (op) {
+	case OP_HAS_KEY:
+	case OP_HAS_KEYS:
+	case OP_HAS_ANY_KEYS:
+		return type == RT_JSON;
+	case OP_CONTAINED_BY:
+		return type == RT_JSON || type == RT_ARRAY;
+	case OP_OVERLAP:
+		return type == RT_ARRAY;
+	default:
+		return true;
+	}
+}
+
+/* A lookup's text operators read a jsonb key's text (->>), as Django's
+ * KeyTransformTextLookupMixin. */
+static bool text_op(enum rop op)
+{
+	return op == OP_IEXACT || op == OP_ICONTAINS || op == OP_STARTSWITH ||
+	       op == OP_ISTARTSWITH || op == OP_ENDSWITH ||
+	       op == OP_IENDSWITH || op == OP_REGEX || op == OP_IREGEX;
+}
+
+static struct rexpr *heap_expr(struct qctx *c, struct rexpr *e)
+{
+	struct rexpr *h = malloc(sizeof(*h));
+
+	if (!h) {
+		expr_cleanup(e);
+		OOM(c->err);
+		return NULL;
+	}
+	*h = *e;
+	return h;
+}
+
+/* key__isnull: whether the parent has the key (Django's
+ * KeyTransformIsNull), so a JSON null at the key is not "null". */
+static int key_isnull(struct qctx *c, struct rcond *t, const struct spec_value *v)
+{
+	struct rexpr *key = t->lhs;
+	bool yes = v->kind == SPEC_BOOL && strcmp(v->text, "true") == 0;
+	struct rcond term;
+
+	if (key->key_path)
+		return pf_err_set(c->err, 422, "unknown_operator", "",
+				  "isnull on a nested key path is not "
+				  "supported; use has_key on its parent");
+	term = (struct rcond){.kind = RC_TERM,
+			      .op = OP_HAS_KEY,
+			      .lhs = heap_expr(c, &key->args[0]),
+			      .lhs_type = RT_JSON,
+			      .param = key->param};
+	if (!term.lhs)
+		return -1;
+	key->nargs = 0; /* args[0] moved into term */
+	key->param = -1;
+	expr_cleanup(key);
+	free(key);
+	if (!yes) {
+		*t = term;
+		return 0;
+	}
+	*t = (struct rcond){.kind = RC_NOT, .param = -1};
+	if (!(t->children = calloc(1, sizeof(*t->children)))) {
+		cond_cleanup(&term);
+		return OOM(c->err);
+	}
+	t->nchildren = 1;
+	t->children[0] = term;
+	return 0;
+}
+
+/* The left side of a term after its column: transforms, an annotation.
+ * Sets t->lhs (NULL for a plain column) and returns the part index of the
+ * operator (n when there is none). */
+static int term_lhs(struct qctx *c, struct rcond *t, char **parts, int n,
+		    int from, const struct walk *w, int annot, const char *at)
+{
+	struct rexpr e;
+	int next;
+
+	if (annot >= 0) {
+		e = (struct rexpr){.kind = RX_ANNOT, .annot = annot, .param = -1};
+		e.type = c->qs->annots[annot].expr.type;
+		e.cast = c->qs->annots[annot].expr.cast;
+		e.render = c->qs->annots[annot].expr.render;
+		e.has_agg = c->qs->annots[annot].expr.has_agg;
+	} else {
+		expr_column(&e, w->join, w->col);
+	}
+	if (expr_transforms(c, &e, parts, n, from, at, &next) < 0) {
+		expr_cleanup(&e);
+		return -1;
+	}
+	t->lhs_type = e.type;
+	if (e.kind == RX_COL) {
+		t->col = e.col;
+		return next;
+	}
+	if (!(t->lhs = heap_expr(c, &e)))
+		return -1;
+	return next;
+}
+
 static int resolve_term(struct qctx *c, const struct spec_cond *sc,
 			bool negated, bool in_or, struct rcond *out)
 {
 	char buf[1024], *parts[MAX_PARTS];
 	struct walk w = {0};
 	struct rcond *t = out;
-	int n, new_scope = 0, op = OP_EXACT;
+	int n, new_scope = 0, op = OP_EXACT, annot, next, from = 0;
 
 	snprintf(buf, sizeof(buf), "%s", sc->lookup);
 	n = split_path(buf, parts, MAX_PARTS);
 	if (n < 0)
 		return pf_err_set(c->err, 422, "unknown_field", sc->at,
 				  "'%s' is not a valid lookup", sc->lookup);
-	if (walk_path(c, parts, n, negated, negated || in_or, sc->at, &w,
-		      &new_scope) < 0)
+	annot = expr_find_annot(c, parts[0]);
+	if (annot >= 0 && !find_field(c->qs->model, parts[0]))
+		from = 1;
+	else if (walk_path(c, parts, n, negated, negated || in_or, sc->at, &w,
+			   &new_scope) < 0)
 		return -1;
-	if (w.next < n) {
-		if (w.next != n - 1 || (op = find_op(parts[n - 1])) < 0)
-			return pf_err_set(
-				c->err, 422, "unknown_operator", sc->at,
-				"Unsupported lookup '%s' for field "
-				"'%s' (%s)",
-				parts[w.next], w.col->name, w.col->type);
-	}
+	else
+		from = w.next, annot = -1;
 	if (new_scope) {
 		/* The EXISTS node wraps the positive term. */
 		out->kind = RC_EXISTS;
@@ -479,38 +673,90 @@ static int resolve_term(struct qctx *c, const struct spec_cond *sc,
 			return OOM(c->err);
 		t = &out->children[0];
 	}
-	*t = (struct rcond){
-		.kind = RC_TERM, .col = {w.join, w.col}, .op = (enum rop)op};
-	if (bind_value(c, t, &sc->value, sc->at) < 0)
+	*t = (struct rcond){.kind = RC_TERM, .col = {w.join, w.col}};
+	next = term_lhs(c, t, parts, n, from, &w, annot, sc->at);
+	if (next < 0)
 		return -1;
+	if (next < n) {
+		op = find_op(parts[next]);
+		if (op < 0 || !op_fits((enum rop)op, t->lhs_type))
+			return pf_err_set(
+				c->err, 422, "unknown_operator", sc->at,
+				"Unsupported lookup '%s' for field '%s'",
+				parts[next], sc->lookup);
+	}
+	t->op = (enum rop)op;
+	if (t->lhs && t->lhs->kind == RX_KEY && text_op(t->op)) {
+		t->lhs->kind = RX_KEY_TEXT;
+		t->lhs->type = t->lhs_type = RT_TEXT;
+	}
+	if (t->lhs && t->lhs->kind == RX_KEY && t->op == OP_ISNULL)
+		return key_isnull(c, t, &sc->value);
+	if (sc->rhs) {
+		static const bool takes_expr[] = {
+			[OP_EXACT] = true, [OP_GT] = true, [OP_GTE] = true,
+			[OP_LT] = true,	   [OP_LTE] = true,
+		};
+		if ((size_t)t->op >= sizeof(takes_expr) || !takes_expr[t->op])
+			return pf_err_set(c->err, 422, "bad_expression", sc->at,
+					  "'%s' does not take an expression",
+					  op_names[t->op]);
+		t->param = -1;
+		if (!(t->rhs = malloc(sizeof(*t->rhs))))
+			return OOM(c->err);
+		*t->rhs = (struct rexpr){.param = -1};
+		if (expr_resolve(c, sc->rhs, negated || in_or, t->rhs) < 0)
+			return -1;
+	} else if (bind_value(c, t, &sc->value, sc->at) < 0) {
+		return -1;
+	}
 	/* "IS NULL" across a join must see the rows the join did not find. */
 	if (t->is_null)
 		for (int i = 0; i < w.njoins; i++)
 			c->qs->joins[w.joins[i]].left = true;
-	/* Django's exclude keeps NULLs: NOT (c = v AND c IS NOT NULL). */
+	/* Django's exclude keeps NULLs: NOT (c = v AND c IS NOT NULL), and
+	 * the same for a nullable column on the right. */
 	t->null_guard = negated && !new_scope && !t->is_null && !t->not_null &&
-			(w.col->nullable || w.via_join);
-	if (new_scope && t->kind == RC_FALSE)
+			annot < 0 && (w.col->nullable || w.via_join);
+	t->rhs_guard = negated && t->rhs && t->rhs->kind == RX_COL &&
+		       t->rhs->col.col->nullable;
+	if (new_scope && t->kind == RC_FALSE) {
+		cond_cleanup(out);
 		*out = (struct rcond){.kind = RC_FALSE};
+	}
 	return 0;
 }
-
-static void cond_free(struct rcond *cnd);
 
 static void cond_free_children(struct rcond *cnd)
 {
 	for (size_t i = 0; i < cnd->nchildren; i++)
-		cond_free_children(&cnd->children[i]);
+		cond_cleanup(&cnd->children[i]);
 	free(cnd->children);
 	cnd->children = NULL;
 	cnd->nchildren = 0;
 }
 
-static void cond_free(struct rcond *cnd)
+/* Frees what a condition node owns (not the node itself). */
+void cond_cleanup(struct rcond *cnd)
+{
+	cond_free_children(cnd);
+	if (cnd->lhs) {
+		expr_cleanup(cnd->lhs);
+		free(cnd->lhs);
+		cnd->lhs = NULL;
+	}
+	if (cnd->rhs) {
+		expr_cleanup(cnd->rhs);
+		free(cnd->rhs);
+		cnd->rhs = NULL;
+	}
+}
+
+void cond_free(struct rcond *cnd)
 {
 	if (!cnd)
 		return;
-	cond_free_children(cnd);
+	cond_cleanup(cnd);
 	free(cnd);
 }
 
@@ -549,6 +795,7 @@ static void fold(struct rcond *cnd)
 		enum rcond_kind k = cnd->children[i].kind;
 		if (k == neutral || k == RC_NONE) {
 			saw_neutral |= k == neutral;
+			cond_cleanup(&cnd->children[i]);
 			continue;
 		}
 		cnd->children[keep++] = cnd->children[i];
@@ -564,16 +811,24 @@ static void fold(struct rcond *cnd)
 	}
 }
 
-static int resolve_cond(struct qctx *c, const struct spec_cond *sc,
-			bool negated, bool in_or, struct rcond *out)
+int resolve_cond(struct qctx *c, const struct spec_cond *sc, bool negated,
+		 bool in_or, struct rcond *out)
 {
 	*out = (struct rcond){.param = -1};
 	switch (sc->kind) {
 	case SPEC_TERM:
 		return resolve_term(c, sc, negated, in_or, out);
 	case SPEC_EXISTS:
-		return pf_err_set(c->err, 422, "bad_expression", sc->at,
-				  "$exists is not supported yet");
+		/* filter(Exists(...)): a boolean expression as a term */
+		out->kind = RC_EXPR;
+		if (!(out->lhs = calloc(1, sizeof(*out->lhs))))
+			return OOM(c->err);
+		*out->lhs = (struct rexpr){.kind = RX_EXISTS,
+					   .type = RT_BOOL,
+					   .render = RENDER_BOOL,
+					   .param = -1};
+		return resolve_subquery(c, sc->exists, sc->at,
+					&out->lhs->query);
 	case SPEC_NOT:
 		negated = !negated;
 		out->kind = RC_NOT;
@@ -600,26 +855,6 @@ static int resolve_cond(struct qctx *c, const struct spec_cond *sc,
 	return 0;
 }
 
-/* Marks the parameter slots the condition still uses. */
-static void mark_params(const struct rcond *c, bool *used)
-{
-	if (c->kind == RC_TERM && c->param >= 0) {
-		used[c->param] = true;
-		if (c->op == OP_RANGE)
-			used[c->param + 1] = true;
-	}
-	for (size_t i = 0; i < c->nchildren; i++)
-		mark_params(&c->children[i], used);
-}
-
-static void renumber_params(struct rcond *c, const int *to)
-{
-	if (c->kind == RC_TERM && c->param >= 0)
-		c->param = to[c->param];
-	for (size_t i = 0; i < c->nchildren; i++)
-		renumber_params(&c->children[i], to);
-}
-
 /* Folding drops the terms of an always-true OR or an always-false AND,
  * and their values with them: keep only the parameters the SQL uses, or
  * PostgreSQL could not infer the type of an unused $n. */
@@ -635,8 +870,7 @@ static int compact_params(struct qctx *c)
 		free(to);
 		return OOM(c->err);
 	}
-	if (qs->where)
-		mark_params(qs->where, used);
+	qs_mark_params(qs, used);
 	for (size_t i = 0; i < qs->nparams; i++) {
 		if (!used[i]) {
 			free(qs->params[i]);
@@ -646,54 +880,103 @@ static int compact_params(struct qctx *c)
 		qs->params[n++] = qs->params[i];
 	}
 	qs->nparams = n;
-	if (qs->where)
-		renumber_params(qs->where, to);
+	qs_renumber_params(qs, to);
 	free(used);
 	free(to);
 	return 0;
+}
+
+/* Appends the conjuncts of cnd (moved: its nested ANDs flattened) to
+ * where or having, by whether they mention an aggregate (DESIGN.md
+ * §6.3: filter() before annotate() for plain terms, after it for terms
+ * on aggregates). */
+static int split_conjuncts(struct qctx *c, struct rcond *cnd,
+			   struct rcond *where, struct rcond *having)
+{
+	struct rcond *to, *slot;
+
+	if (cnd->kind == RC_AND) {
+		for (size_t i = 0; i < cnd->nchildren; i++)
+			if (split_conjuncts(c, &cnd->children[i], where,
+					    having) < 0)
+				return -1;
+		free(cnd->children);
+		cnd->children = NULL;
+		cnd->nchildren = 0;
+		return 0;
+	}
+	to = cond_has_agg(cnd) ? having : where;
+	slot = vec_push(&to->children, &to->nchildren, sizeof(*slot));
+	if (!slot) {
+		cond_cleanup(cnd);
+		return OOM(c->err);
+	}
+	*slot = *cnd;
+	*cnd = (struct rcond){.kind = RC_NONE};
+	return 0;
+}
+
+/* A condition tree of conjuncts, folded; NULL when it is always true. */
+static struct rcond *finish_conjuncts(struct rcond *all)
+{
+	fold(all);
+	if (all->kind == RC_TRUE || all->kind == RC_NONE) {
+		cond_free(all);
+		return NULL;
+	}
+	return all;
 }
 
 /* where = filter AND NOT exclude, folded; an always-false where makes the
  * queryset empty (no query is sent). */
 static int resolve_where(struct qctx *c, const struct spec_queryset *spec)
 {
-	struct rcond *w = calloc(1, sizeof(*w));
-	size_t n = 0;
+	struct rcond parts[2] = {{.kind = RC_NONE}, {.kind = RC_NONE}};
+	struct rcond *where = calloc(1, sizeof(*where));
+	struct rcond *having = calloc(1, sizeof(*having));
+	int rc = -1;
 
-	if (!w)
+	if (!where || !having) {
+		free(where);
+		free(having);
 		return OOM(c->err);
-	c->qs->where = w;
-	w->kind = RC_AND;
-	w->children = calloc(2, sizeof(*w->children));
-	if (!w->children)
-		return OOM(c->err);
-	if (spec->filter) {
-		w->nchildren = ++n;
-		if (resolve_cond(c, spec->filter, false, false,
-				 &w->children[0]) < 0)
-			return -1;
 	}
+	where->kind = having->kind = RC_AND;
+	if (spec->filter &&
+	    resolve_cond(c, spec->filter, false, false, &parts[0]) < 0)
+		goto out;
 	if (spec->exclude) {
-		struct rcond *neg = &w->children[n];
-		w->nchildren = ++n;
+		struct rcond *neg = &parts[1];
 		neg->kind = RC_NOT;
 		neg->children = calloc(1, sizeof(*neg->children));
-		if (!neg->children)
-			return OOM(c->err);
+		if (!neg->children) {
+			OOM(c->err);
+			goto out;
+		}
 		neg->nchildren = 1;
 		if (resolve_cond(c, spec->exclude, true, false,
 				 &neg->children[0]) < 0)
-			return -1;
+			goto out;
 		fold(neg);
 	}
-	fold(w);
-	if (w->kind == RC_TRUE || w->kind == RC_NONE) {
-		cond_free(w);
-		c->qs->where = NULL;
-	} else if (w->kind == RC_FALSE) {
-		c->qs->empty = true;
+	for (int i = 0; i < 2; i++) {
+		fold(&parts[i]);
+		if (split_conjuncts(c, &parts[i], where, having) < 0)
+			goto out;
 	}
-	return compact_params(c);
+	c->qs->where = finish_conjuncts(where);
+	c->qs->having = finish_conjuncts(having);
+	where = having = NULL;
+	if ((c->qs->where && c->qs->where->kind == RC_FALSE) ||
+	    (c->qs->having && c->qs->having->kind == RC_FALSE))
+		c->qs->empty = true;
+	rc = 0;
+out:
+	cond_cleanup(&parts[0]);
+	cond_cleanup(&parts[1]);
+	cond_free(where);
+	cond_free(having);
+	return rc;
 }
 
 static int add_order(struct qctx *c, struct rcol col, bool desc)
@@ -705,6 +988,51 @@ static int add_order(struct qctx *c, struct rcol col, bool desc)
 	o->col = col;
 	o->desc = desc;
 	return 0;
+}
+
+/* Orders by an expression (moved into the ordering). */
+static int add_order_expr(struct qctx *c, struct rexpr *e, bool desc)
+{
+	struct rorder *o = vec_push(&c->qs->order, &c->qs->norder, sizeof(*o));
+
+	if (!o || !(o->expr = malloc(sizeof(*o->expr)))) {
+		expr_cleanup(e);
+		return OOM(c->err);
+	}
+	*o->expr = *e;
+	o->desc = desc;
+	return 0;
+}
+
+/* "published__year", "metadata__rank": a column with transforms. */
+static int order_by_transform(struct qctx *c, int join,
+			      const struct schema_column *col, char **parts,
+			      int n, int from, bool desc, const char *at)
+{
+	struct rexpr e;
+
+	expr_column(&e, join, col);
+	if (expr_transforms(c, &e, parts, n, from, at, NULL) < 0) {
+		expr_cleanup(&e);
+		return -1;
+	}
+	return add_order_expr(c, &e, desc);
+}
+
+/* An annotation by name, as Django's order_by("-n_books"). */
+static int order_by_annotation(struct qctx *c, int annot, char **parts, int n,
+			       bool desc, const char *at)
+{
+	struct rexpr e = {.kind = RX_ANNOT, .annot = annot, .param = -1};
+
+	e.type = c->qs->annots[annot].expr.type;
+	e.render = c->qs->annots[annot].expr.render;
+	e.has_agg = c->qs->annots[annot].expr.has_agg;
+	if (expr_transforms(c, &e, parts, n, 1, at, NULL) < 0) {
+		expr_cleanup(&e);
+		return -1;
+	}
+	return add_order_expr(c, &e, desc);
 }
 
 static int resolve_order_term(struct qctx *c, const char *field, bool desc,
@@ -749,7 +1077,7 @@ static int resolve_order_term(struct qctx *c, const char *field, bool desc,
 {
 	char buf[1024], *parts[MAX_PARTS], names[1024];
 	const struct schema_model *m = c->qs->model;
-	int n, join = 0;
+	int n, join = 0, annot;
 	const char *bad = field;
 
 	if (strcmp(field, "?") == 0) {
@@ -765,17 +1093,26 @@ static int resolve_order_term(struct qctx *c, const char *field, bool desc,
 	if (n < 0)
 		return pf_err_set(c->err, 422, "unknown_field", at,
 				  "'%s' is not a valid ordering", field);
+	annot = expr_find_annot(c, parts[0]);
+	if (annot >= 0 && !find_field(m, parts[0]))
+		return order_by_annotation(c, annot, parts, n, desc, at);
 	for (int i = 0; i < n; i++) {
 		const struct schema_relation *rel =
 			schema_find_query_relation(m, parts[i]);
 		const struct schema_column *col = find_field(m, parts[i]);
 		if (col && !rel) {
-			if (i != n - 1) {
-				/* Django: Join on 'title' not permitted. */
-				bad = parts[i + 1];
-				break;
-			}
-			return add_order(c, (struct rcol){join, col}, desc);
+			enum rtype t = expr_column_type(col);
+			if (i == n - 1)
+				return add_order(c, (struct rcol){join, col},
+						 desc);
+			if (t == RT_JSON || t == RT_ARRAY || t == RT_DATE ||
+			    t == RT_TIMESTAMP || t == RT_TIMESTAMPTZ ||
+			    t == RT_TIME)
+				return order_by_transform(c, join, col, parts,
+							  n, i + 1, desc, at);
+			/* Django: Join on 'title' not permitted. */
+			bad = parts[i + 1];
+			break;
 		}
 		if (!rel) {
 			bad = parts[i];
@@ -798,8 +1135,50 @@ static int resolve_order_term(struct qctx *c, const char *field, bool desc,
 			  bad, names);
 }
 
+
 /* order_by, else the model's default ordering; then the pk as the last
  * tiebreak so that output is deterministic. */
+static bool orders_by(const struct rqs *qs, int join,
+		      const struct schema_column *col)
+{
+	for (size_t i = 0; i < qs->norder; i++)
+		if (!qs->order[i].expr && !qs->order[i].random &&
+		    qs->order[i].col.join == join && qs->order[i].col.col == col)
+			return true;
+	return false;
+}
+
+/* A values queryset's tiebreak: its own entries, in order. Rows equal in
+ * all of them are alike, so the output is deterministic without the pk,
+ * which a grouped or DISTINCT query cannot add. */
+static int order_by_values(struct qctx *c)
+{
+	struct rqs *qs = c->qs;
+
+	for (size_t i = 0; i < qs->nvalues; i++) {
+		const struct rexpr *v = &qs->values[i].expr;
+		struct rexpr e = {.kind = RX_ENTRY, .param = -1};
+		if (qs->group_values && v->has_agg)
+			continue; /* the groups are told apart without it */
+		if (v->kind == RX_COL) {
+			if (orders_by(qs, v->col.join, v->col.col))
+				continue;
+			if (add_order(c, v->col, false) < 0)
+				return -1;
+			continue;
+		}
+		e.annot = (int)i;
+		e.type = v->type;
+		e.render = v->render;
+		if (add_order_expr(c, &e, false) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* order_by, else the model's default ordering (not in a grouped values
+ * query: Django 3.1+); then a tiebreak so that output is deterministic:
+ * the pk, or a values queryset's entries. */
 static int resolve_ordering(struct qctx *c, const struct spec_queryset *spec)
 {
 	const struct schema_model *m = c->qs->model;
@@ -810,7 +1189,7 @@ static int resolve_ordering(struct qctx *c, const struct spec_queryset *spec)
 					       spec->order_by[i].desc,
 					       spec->order_by[i].at, 0) < 0)
 				return -1;
-	} else {
+	} else if (!c->qs->group_values) {
 		for (size_t i = 0; i < m->nordering; i++) {
 			const char *t = m->ordering[i];
 			if (resolve_order_term(c, t + (t[0] == '-'),
@@ -818,12 +1197,10 @@ static int resolve_ordering(struct qctx *c, const struct spec_queryset *spec)
 				return -1;
 		}
 	}
-	if (!m->pk)
+	if (c->qs->has_values)
+		return order_by_values(c);
+	if (!m->pk || orders_by(c->qs, 0, m->pk))
 		return 0;
-	for (size_t i = 0; i < c->qs->norder; i++)
-		if (c->qs->order[i].col.join == 0 &&
-		    c->qs->order[i].col.col == m->pk)
-			return 0;
 	return add_order(c, (struct rcol){0, m->pk}, false);
 }
 
@@ -950,17 +1327,50 @@ static void rsel_free(struct rsel *sel, size_t n)
 	free(sel);
 }
 
+static void annots_free(struct rannot *a, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(a[i].name);
+		free(a[i].empty);
+		expr_cleanup(&a[i].expr);
+	}
+	free(a);
+}
+
+static void order_free(struct rqs *qs)
+{
+	for (size_t i = 0; i < qs->norder; i++) {
+		expr_cleanup(qs->order[i].expr);
+		free(qs->order[i].expr);
+	}
+	free(qs->order);
+	qs->order = NULL;
+	qs->norder = 0;
+}
+
 static void rqs_cleanup(struct rqs *qs)
 {
 	cond_free(qs->where);
+	cond_free(qs->having);
 	free(qs->joins);
-	free(qs->order);
+	order_free(qs);
 	free(qs->fields);
 	rsel_free(qs->select, qs->nselect);
 	for (size_t i = 0; i < qs->nparams; i++)
 		free(qs->params[i]);
 	free(qs->params);
+	/* aggs points into annots */
+	annots_free(qs->annots, qs->nannots);
+	annots_free(qs->values, qs->nvalues);
 	memset(qs, 0, sizeof(*qs));
+}
+
+void rqs_free(struct rqs *qs)
+{
+	if (!qs)
+		return;
+	rqs_cleanup(qs);
+	free(qs);
 }
 
 /* A to-one level has no ordering (Django clears it), but its order_by names
@@ -980,32 +1390,80 @@ static int check_ordering(struct qctx *c, const struct spec_queryset *spec)
 	memcpy(qs->joins, saved, njoins * sizeof(*saved));
 	qs->njoins = njoins;
 	free(saved);
-	free(qs->order);
-	qs->order = NULL;
-	qs->norder = 0;
+	order_free(qs);
 	return rc;
 }
 
-/* Binds one queryset over model m: the main one (via NULL) or the level of
- * relation via (spec NULL: its default queryset). A to-one level has no
- * ordering: Django clears it, as each parent gets one object. */
-static int resolve_qs(const struct spec_queryset *spec,
-		      const struct schema_model *m,
-		      const struct schema_relation *via, struct rqs *qs,
-		      struct pf_err *err)
+/* The §6 parts that do not go together (DESIGN.md §6.4, §6.5). */
+static int check_shape(struct qctx *c, const struct spec_queryset *spec)
 {
-	bool ordered = !via || via->to_many;
-	struct qctx c = {.qs = qs, .via = via, .err = err};
+	if (spec->has_values && (c->via || spec->nprefetch_related ||
+				 spec->nselect_related))
+		return pf_err_set(c->err, 422, "values_with_prefetch",
+				  c->via ? spec->at : "values",
+				  "Prefetch querysets cannot use raw(), "
+				  "values(), and values_list().");
+	if (spec->has_aggregate &&
+	    (spec->nprefetch_related || spec->nselect_related ||
+	     spec->has_values))
+		return pf_err_set(c->err, 400, "bad_spec", "aggregate",
+				  "\"aggregate\" answers one object: it does "
+				  "not go with prefetch_related, "
+				  "select_related, values or values_list");
+	return 0;
+}
+
+/* Whether the rows are grouped by the objects (an aggregate annotation,
+ * or a HAVING), and which to-one joins the GROUP BY names: a join whose
+ * rows are one per object. */
+static void decide_grouping(struct rqs *qs)
+{
+	bool agg = qs->having != NULL;
+
+	for (size_t i = 0; i < qs->nannots; i++)
+		agg |= qs->annots[i].expr.has_agg;
+	if (qs->shape == SHAPE_AGGREGATE)
+		agg = false;
+	qs->grouped = agg && !qs->group_values;
+}
+
+/* The aggregate of a sliced queryset is over its slice, a subquery
+ * (Django wraps it): prefetchd reads the slice's own columns only. */
+static int check_aggregate_slice(struct qctx *c)
+{
+	struct rqs *qs = c->qs;
+
+	if (!qs->has_limit && !qs->offset && !qs->distinct)
+		return 0;
+	if (qs->distinct || qs->njoins > 1 || qs->nscopes)
+		return pf_err_set(c->err, 422, "bad_expression", "aggregate",
+				  "aggregate() over a sliced queryset reads "
+				  "the slice's own columns only: no "
+				  "distinct, and no relation in its "
+				  "filters or aggregates");
+	return 0;
+}
+
+/* Binds one queryset over c->qs->model: the main one (via NULL), the level
+ * of relation via (spec NULL: its default queryset), or a subquery. A
+ * to-one level has no ordering: Django clears it, as each parent gets one
+ * object. */
+static int bind_qs(struct qctx *c, const struct spec_queryset *spec,
+		   bool ordered)
+{
+	struct rqs *qs = c->qs;
 	struct rjoin *base;
 
-	qs->model = m;
-	class_name(m, c.cls, sizeof(c.cls));
+	class_name(qs->model, c->cls, sizeof(c->cls));
+	c->spec = spec;
 	base = vec_push(&qs->joins, &qs->njoins, sizeof(*base));
 	if (!base)
-		return OOM(err);
-	base->model = m;
+		return OOM(c->err);
+	base->model = qs->model;
 	base->parent = -1;
-	if (resolve_fields(&c, spec) < 0)
+	if (spec && check_shape(c, spec) < 0)
+		return -1;
+	if (resolve_fields(c, spec) < 0)
 		return -1;
 	if (spec) {
 		qs->distinct = spec->distinct;
@@ -1014,21 +1472,91 @@ static int resolve_qs(const struct spec_queryset *spec,
 		qs->has_limit = spec->has_limit;
 		if (qs->has_limit && qs->limit == 0)
 			qs->empty = true;
+		if (expr_resolve_annotations(c, spec) < 0)
+			return -1;
 		for (size_t i = 0; i < spec->nselect_related; i++)
-			if (resolve_select_path(&c, &spec->select_related[i]) <
+			if (resolve_select_path(c, &spec->select_related[i]) <
 			    0)
 				return -1;
-		if (resolve_where(&c, spec) < 0)
+		if (resolve_where(c, spec) < 0)
+			return -1;
+		if (spec->has_values && expr_resolve_values(c, spec) < 0)
+			return -1;
+		if (spec->has_aggregate &&
+		    (expr_resolve_aggregate(c, spec) < 0 ||
+		     check_aggregate_slice(c) < 0))
 			return -1;
 	}
-	if (ordered && resolve_ordering(&c, spec) < 0)
+	if (qs->shape == SHAPE_AGGREGATE)
+		ordered = false;
+	else if (ordered && resolve_ordering(c, spec) < 0)
 		return -1;
 	if (!ordered && spec && spec->has_order_by &&
-	    check_ordering(&c, spec) < 0)
+	    qs->shape != SHAPE_AGGREGATE && check_ordering(c, spec) < 0)
 		return -1;
+	decide_grouping(qs);
 	propagate_left(qs);
 	return 0;
 }
+
+static int resolve_qs(const struct schema *s, const struct spec_queryset *spec,
+		      const struct schema_model *m,
+		      const struct schema_relation *via, struct rqs *qs,
+		      struct pf_err *err)
+{
+	struct qctx c = {.qs = qs, .via = via, .schema = s, .err = err};
+
+	qs->model = m;
+	if (bind_qs(&c, spec, !via || via->to_many) < 0)
+		return -1;
+	return compact_params(&c);
+}
+
+int resolve_subquery(struct qctx *c, const struct spec_queryset *spec,
+		     const char *at, struct rqs **out)
+{
+	const struct schema_model *m = schema_find_model(c->schema, spec->model);
+	struct qctx inner = {.schema = c->schema,
+			     .outer = c,
+			     .params = c->params ? c->params : c->qs,
+			     .err = c->err};
+	char model_at[300];
+
+	snprintf(model_at, sizeof(model_at), "%s.model", at);
+	if (!m)
+		return pf_err_set(c->err, 422, "unknown_model", model_at,
+				  "no model named '%s' (see GET /schema)",
+				  spec->model);
+	if (spec->nprefetch_related || spec->nselect_related)
+		return pf_err_set(c->err, 400, "bad_spec", at,
+				  "a subquery takes no prefetch_related or "
+				  "select_related");
+	if (c->qs->outer_depth >= 2)
+		return pf_err_set(c->err, 422, "bad_expression", at,
+				  "subqueries nest two levels deep at most");
+	if (!(*out = calloc(1, sizeof(**out))))
+		return OOM(c->err);
+	inner.qs = *out;
+	(*out)->model = m;
+	(*out)->outer_depth = c->qs->outer_depth + 1;
+	/* a subquery's order matters with its slice only */
+	if (bind_qs(&inner, spec, spec->has_limit || spec->offset) < 0)
+		return -1;
+	if (spec->has_limit) {
+		char num[32];
+		snprintf(num, sizeof(num), "%lld", spec->limit);
+		if (((*out)->limit_param = add_param(&inner, num)) < 0)
+			return -1;
+	}
+	if (spec->offset) {
+		char num[32];
+		snprintf(num, sizeof(num), "%lld", spec->offset);
+		if (((*out)->offset_param = add_param(&inner, num)) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 
 /* ---- prefetch_related ------------------------------------------------ */
 
@@ -1295,7 +1823,8 @@ static struct rlevel *make_level(struct pctx *p, struct rlevel *parent,
 		lv->kind = RL_ALIAS;
 	} else {
 		lv->kind = RL_QUERY;
-		if (resolve_qs(qs, rel->target, rel, &lv->qs, p->err) < 0)
+		if (resolve_qs(p->schema, qs, rel->target, rel, &lv->qs,
+			       p->err) < 0)
 			return NULL;
 	}
 	return lv;
@@ -1388,7 +1917,7 @@ struct resolved *resolve(const struct schema *s,
 		OOM(err);
 		goto fail;
 	}
-	if (resolve_qs(spec, m, NULL, &rq->root.qs, err) < 0 ||
+	if (resolve_qs(s, spec, m, NULL, &rq->root.qs, err) < 0 ||
 	    resolve_prefetch(&p, spec) < 0)
 		goto fail;
 	free(p.stack);

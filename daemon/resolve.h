@@ -42,6 +42,110 @@ struct rcol {
 	const struct schema_column *col;
 };
 
+/* The class of a value's type: what arithmetic, functions and lookups
+ * accept, and how a value is rendered (DESIGN.md §6.1: Django's output
+ * types, as PostgreSQL computes them). */
+enum rtype {
+	RT_OTHER, /* anything else: compared and rendered as its column */
+	RT_BOOL,
+	RT_INT, /* int2, int4 */
+	RT_BIGINT,
+	RT_NUMERIC,
+	RT_FLOAT, /* float4, float8 */
+	RT_TEXT,  /* text, varchar, bpchar, citext */
+	RT_DATE,
+	RT_TIMESTAMP,
+	RT_TIMESTAMPTZ,
+	RT_TIME,
+	RT_INTERVAL,
+	RT_UUID,
+	RT_JSON, /* jsonb (json has no operators of its own here) */
+	RT_ARRAY,
+};
+
+/* The functions, aggregates and operators an expression may name
+ * (DESIGN.md §6.1), and the transforms of lookups (§6.2). resolve_fns[]
+ * holds each one's spec name, class and SQL. */
+enum rfn_class {
+	FC_ARITH,   /* (a <sql> b) */
+	FC_AGG,	    /* <sql>([DISTINCT] a) [FILTER (WHERE ...)] */
+	FC_CALL,    /* <sql>(a, ...) */
+	FC_TRUNC,   /* DATE_TRUNC('<part>', a), in UTC */
+	FC_EXTRACT, /* EXTRACT(<part> FROM a), in UTC */
+	FC_TO_DATE, /* a::date, in UTC */
+	FC_TO_TIME, /* a::time, in UTC */
+	FC_ARRAY_LEN,
+};
+
+struct rfn {
+	const char *name; /* without '$': "count", "trunc_month" */
+	enum rfn_class cls;
+	const char *sql;  /* "COUNT", "+", "LOWER" */
+	const char *part; /* FC_TRUNC, FC_EXTRACT: "month", "DOW" */
+	int min_args, max_args; /* max 0: any number */
+};
+
+extern const struct rfn resolve_fns[];
+
+enum rexpr_kind {
+	RX_COL,	     /* col */
+	RX_PARAM,    /* $param::cast, a literal */
+	RX_NULL,     /* NULL */
+	RX_ARITH,    /* args[0] <op> args[1] */
+	RX_FUNC,     /* fn: an entry of the function table (resolve_expr.c) */
+	RX_AGG,	     /* fn: an aggregate; args[0] (none for Count("*")) */
+	RX_CASE,     /* whens[i] -> args[i]; args[nwhens]: the default */
+	RX_CAST,     /* args[0]::cast */
+	RX_ANNOT,    /* annotation `annot` of the same queryset */
+	RX_KEY,	     /* args[0] -> $param (jsonb key; #> for a path) */
+	RX_KEY_TEXT, /* args[0] ->> $param: the key's text (text lookups) */
+	RX_INDEX,    /* args[0][$param] (array index, 1-based) */
+	RX_SUBQUERY, /* (SELECT ...): query, correlated to this queryset */
+	RX_EXISTS,   /* EXISTS (SELECT ...) */
+	RX_OUTER,    /* args[0] of the queryset `outer` levels out */
+	RX_ENTRY,    /* values entry `annot` of the same queryset */
+};
+
+struct rcond;
+struct rqs;
+
+struct rexpr {
+	enum rexpr_kind kind;
+	enum rtype type;
+	/* $n::cast for a value compared with this expression (a column's own
+	 * cast, or the type's name); NULL: let PostgreSQL infer it */
+	const char *cast;
+	enum schema_render render;
+	bool has_agg; /* an aggregate is in it (HAVING, grouping) */
+	struct rcol col;  /* RX_COL, RX_OUTER */
+	int outer;	  /* RX_OUTER: 1 or 2 */
+	int param;	  /* RX_PARAM, RX_KEY, RX_KEY_TEXT, RX_INDEX */
+	bool key_path;	  /* RX_KEY: the param is a text[] path (#>) */
+	bool key_index;	  /* RX_KEY: the key is an array index (-> int) */
+	int fn;		  /* RX_FUNC, RX_AGG, RX_ARITH: which */
+	bool distinct;	  /* RX_AGG */
+	bool as_float;	  /* Django's type is a float where PostgreSQL's is
+			     numeric (Avg of integers): ::double precision */
+	bool star;	  /* RX_AGG: Count("*") */
+	struct rcond *filter; /* RX_AGG: FILTER (WHERE ...) or NULL */
+	struct rexpr *args;
+	size_t nargs;
+	struct rcond *whens; /* RX_CASE */
+	size_t nwhens;
+	int annot;	 /* RX_ANNOT */
+	struct rqs *query; /* RX_SUBQUERY, RX_EXISTS */
+};
+
+/* An annotation (or an aggregate entry, or a values entry): a key of each
+ * object and its expression. */
+struct rannot {
+	char *name;
+	struct rexpr expr;
+	bool selected; /* written in each object (values may leave it out) */
+	char *empty;   /* an aggregate entry's value over no rows, as JSON
+			  (Count: 0, a literal default), NULL for null */
+};
+
 enum rop {
 	OP_EXACT,
 	OP_IEXACT,
@@ -60,6 +164,12 @@ enum rop {
 	OP_ISNULL,
 	OP_REGEX,
 	OP_IREGEX,
+	/* jsonb and arrays (DESIGN.md §6.2) */
+	OP_CONTAINED_BY,
+	OP_OVERLAP,
+	OP_HAS_KEY,
+	OP_HAS_KEYS,
+	OP_HAS_ANY_KEYS,
 };
 
 enum rcond_kind {
@@ -71,6 +181,7 @@ enum rcond_kind {
 	RC_TERM,
 	RC_EXISTS,
 	RC_NONE, /* an empty condition ({}); resolve folds it away */
+	RC_EXPR, /* a boolean expression (lhs): {"$exists": QUERYSET} */
 };
 
 struct rcond {
@@ -84,6 +195,14 @@ struct rcond {
 	bool not_null;	 /* isnull false: IS NOT NULL */
 	bool null_guard; /* negated: (term AND col IS NOT NULL) */
 	int param;	 /* first parameter slot, -1 for none */
+	/* The left side when it is not a plain column (a transform, an
+	 * annotation), and the right side when it is an expression (F(), an
+	 * arithmetic); NULL otherwise. */
+	struct rexpr *lhs;
+	struct rexpr *rhs;
+	bool json_value; /* the parameter is JSON text: $n::jsonb */
+	bool rhs_guard;	 /* negated, nullable rhs column: AND rhs IS NOT NULL */
+	enum rtype lhs_type; /* the type of the left side */
 	/* RC_EXISTS: the scope whose joins form the subquery; its first join
 	 * is correlated to its parent join in the outer query. */
 	int scope;
@@ -91,6 +210,7 @@ struct rcond {
 
 struct rorder {
 	struct rcol col;
+	struct rexpr *expr; /* an annotation or a transform (owned), or NULL */
 	bool desc;
 	bool random; /* "?" */
 };
@@ -123,6 +243,21 @@ struct rqs {
 	size_t nselect;
 	char **params; /* parameter texts, NULL = SQL NULL */
 	size_t nparams;
+	/* DESIGN.md §6 */
+	struct rannot *annots; /* annotate, in order */
+	size_t nannots;
+	struct rcond *having; /* terms on aggregates, after GROUP BY */
+	bool grouped;	      /* GROUP BY the objects' keys (group_pk) */
+	struct rannot *values; /* values/values_list entries, or NULL */
+	size_t nvalues;
+	bool has_values;
+	bool group_values; /* GROUP BY the values entries */
+	enum { SHAPE_OBJECTS, SHAPE_LISTS, SHAPE_FLAT, SHAPE_AGGREGATE } shape;
+	struct rannot *aggs; /* aggregate entries (SHAPE_AGGREGATE) */
+	size_t naggs;
+	int outer_depth; /* a subquery's: 1 or 2 levels inside */
+	/* a subquery's slice, as parameters of the statement */
+	int limit_param, offset_param;
 };
 
 enum rlevel_kind {
@@ -159,3 +294,5 @@ struct resolved *resolve(const struct schema *s,
 void resolved_free(struct resolved *rq); /* NULL ok */
 
 const char *resolve_op_name(enum rop op);
+/* The SQL type of $cast target fn (RX_CAST). */
+const char *resolve_cast_sql(int target);
