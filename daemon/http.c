@@ -558,12 +558,12 @@ static int write_objects(struct request *r, struct evbuffer *out, size_t budget)
  * writing of this last chunk. 0, or -1 when out of memory. */
 static int write_tail(struct request *r, struct evbuffer *out)
 {
-	int rc = evbuffer_add_printf(out,
-				     "%s,\"stats\":{\"queries\":%d,\"rows\":%ld,"
-				     "\"db_ms\":%.3f,\"total_ms\":%.3f}",
-				     r->aggregate ? "" : "]", r->queries,
-				     r->rows, r->db_ms,
-				     (clock_ms() - r->started));
+	int rc = evbuffer_add_printf(
+		out,
+		"%s,\"stats\":{\"queries\":%d,\"rows\":%ld,"
+		"\"db_ms\":%.3f,\"total_ms\":%.3f}",
+		r->aggregate ? "" : "]", r->queries, r->rows, r->db_ms,
+		(clock_ms() - r->started));
 
 	if (rc >= 0 && r->debug) {
 		rc = evbuffer_add(out, ",\"queries\":", 11);

@@ -129,7 +129,12 @@ static int add_field(struct pb *b, int node, const struct schema_column *col)
 static int add_expr_field(struct pb *b, int node, const struct rannot *a)
 {
 	struct plan_node *n = &b->plan->nodes[node];
-	int c = ensure_expr(b, n->src, &a->expr, false);
+	const struct rexpr *e = &a->expr;
+	/* a plain column is the column's entry (one select item for a
+	 * values entry and its ordering) */
+	int c = e->kind == RX_COL ? ensure(b, n->src, SEL_COLUMN, e->col.join,
+					   e->col.col, false)
+				  : ensure_expr(b, n->src, e, false);
 	struct plan_field *f;
 
 	if (c < 0)

@@ -118,6 +118,9 @@ struct rctx {
 	int pbase;		 /* $n of parameter slot 0 */
 	int depth;
 	const struct rctx *outer;
+	/* aggregate() over its rows' subquery (t0): annotations are its
+	 * columns "pf_a<i>" */
+	bool wrapped;
 };
 
 static const char *const table_alias[] = {"t", "u", "v"};
@@ -361,7 +364,7 @@ static void render_agg(const struct rctx *r, const struct rexpr *e)
 
 	if (e->as_float)
 		sb_lit(s, "(");
-	sb_put(s, f->sql, strlen(f->sql));
+	sb_add(s, "%s", e->sample ? f->part : f->sql);
 	sb_lit(s, "(");
 	if (e->distinct)
 		sb_lit(s, "DISTINCT ");
@@ -445,6 +448,11 @@ static void render_expr(const struct rctx *r, const struct rexpr *e)
 		sb_add(s, ")::%s", resolve_cast_sql(e->fn));
 		break;
 	case RX_ANNOT:
+		if (r->wrapped && r->qs->annots + e->annot < r->qs->aggs) {
+			sb_lit(s, "t0.");
+			sb_alias(s, "pf_a", (size_t)e->annot);
+			break;
+		}
 		render_expr(r, &r->qs->annots[e->annot].expr);
 		break;
 	case RX_ENTRY:
@@ -596,8 +604,9 @@ static void render_term(const struct rctx *r, const struct rcond *c)
 		}
 	}
 	if (c->null_guard) {
+		/* Django guards the field itself, not its transform or key */
 		sb_lit(s, " AND ");
-		render_lhs(r, c);
+		sb_col(r, c->col.join, c->col.col);
 		sb_lit(s, " IS NOT NULL");
 	}
 	if (c->rhs_guard) {
@@ -761,8 +770,8 @@ static void render_group(const struct rctx *r)
 		for (size_t i = 0; i < qs->norder; i++) {
 			const struct rorder *o = &qs->order[i];
 			if (o->random || is_values_col(qs, o) ||
-			    (o->expr && (o->expr->has_agg ||
-					 o->expr->kind == RX_ENTRY)))
+			    (o->expr &&
+			     (o->expr->has_agg || o->expr->kind == RX_ENTRY)))
 				continue;
 			group_item(s, &first);
 			if (o->expr)
@@ -951,13 +960,23 @@ static void render_aggregate(const struct rctx *r, int *next, int *nlimit)
 	const struct rqs *qs = r->qs;
 	struct sbuf *s = r->s;
 
+	struct rctx outer = *r;
+
 	sb_lit(s, "SELECT ");
-	render_select_list(r, 0, NULL);
-	if (!qs->has_limit && !qs->offset) {
+	if (!qs->agg_wrapped) {
+		render_select_list(r, 0, NULL);
 		render_body(r, NULL);
 		return;
 	}
-	sb_lit(s, " FROM (SELECT t0.*");
+	outer.wrapped = true;
+	render_select_list(&outer, 0, NULL);
+	sb_add(s, " FROM (SELECT %st0.*", qs->distinct ? "DISTINCT " : "");
+	for (const struct rannot *a = qs->annots; a < qs->aggs; a++) {
+		sb_lit(s, ", ");
+		render_expr(r, &a->expr);
+		sb_lit(s, " AS ");
+		sb_alias(s, "pf_a", (size_t)(a - qs->annots));
+	}
 	render_body(r, NULL);
 	render_order(r, NULL);
 	if (qs->has_limit) {
@@ -975,7 +994,8 @@ char *plan_sql(const struct qbuild *qb, long row_cap, int *nlimit_params)
 {
 	const struct rqs *qs = qb->qs;
 	struct sbuf s = {0};
-	struct rctx r = {.s = &s, .qs = qs, .qb = qb, .pbase = qb->keyed ? 2 : 1};
+	struct rctx r = {
+		.s = &s, .qs = qs, .qb = qb, .pbase = qb->keyed ? 2 : 1};
 	int next = r.pbase + (int)qs->nparams;
 	const char *cast = qb->rel ? qb->rel->from_column->cast : "";
 	char key_expr[300];

@@ -307,7 +307,8 @@ static int bind_value(struct qctx *c, struct rcond *t,
 		      const struct spec_value *v, const char *at)
 {
 	const char *name = t->lhs ? at : t->col.col->name;
-	enum schema_render render = t->lhs ? t->lhs->render : t->col.col->render;
+	enum schema_render render =
+		t->lhs ? t->lhs->render : t->col.col->render;
 	enum rtype type = t->lhs_type;
 	bool json = type == RT_JSON;
 	char *text;
@@ -339,7 +340,8 @@ static int bind_value(struct qctx *c, struct rcond *t,
 	case OP_IN:
 		for (size_t i = 0; i < v->nitems; i++)
 			if (v->items[i].kind != SPEC_NULL &&
-			    check_value(c, name, type, json ? RENDER_STRING : render,
+			    check_value(c, name, type,
+					json ? RENDER_STRING : render,
 					&v->items[i], at) < 0)
 				return -1;
 		if (!(text = array_literal(v, json, &n)))
@@ -385,7 +387,8 @@ static int bind_value(struct qctx *c, struct rcond *t,
 	case OP_CONTAINS:
 		if (t->op == OP_CONTAINS && !json && type != RT_ARRAY)
 			break;
-		if (json && (t->op == OP_CONTAINS || t->op == OP_CONTAINED_BY)) {
+		if (json &&
+		    (t->op == OP_CONTAINS || t->op == OP_CONTAINED_BY)) {
 			/* jsonb @> / <@: the value as JSON */
 			t->json_value = true;
 			if (!(text = json_text(v)))
@@ -456,6 +459,18 @@ static int bind_value(struct qctx *c, struct rcond *t,
 	}
 }
 
+/* Whether the join of rel from w->join is LEFT: as asked, or, on an
+ * expression's path (w->promote), where Django promotes it: a relation
+ * that may find no row (nullable, reverse, to-many) or follows a LEFT
+ * join, so that an annotation or a values entry never drops an object. */
+static bool hop_left(const struct qctx *c, const struct walk *w,
+		     const struct schema_relation *rel, bool left)
+{
+	return left ||
+	       (w->promote && (rel->to_many || rel->nullable || !rel->forward ||
+			       c->qs->joins[w->join].left));
+}
+
 /* The column a relation stands for when compared as a value: its own FK
  * column for a forward relation (no join), else the target's pk. */
 static int relation_as_value(struct qctx *c, struct walk *w,
@@ -465,7 +480,8 @@ static int relation_as_value(struct qctx *c, struct walk *w,
 		w->col = rel->from_column;
 		return 0;
 	}
-	w->join = add_join(c, w->join, rel, w->scope, left);
+	w->join =
+		add_join(c, w->join, rel, w->scope, hop_left(c, w, rel, left));
 	if (w->join < 0)
 		return -1;
 	w->joins[w->njoins++] = w->join;
@@ -487,9 +503,8 @@ int walk_path(struct qctx *c, char **parts, int n, bool negated, bool left,
 	w->model = c->qs->model;
 	for (int i = 0; i < n; i++) {
 		const struct schema_relation *rel;
-		bool last = i == n - 1 ||
-			    (!w->no_op && i == n - 2 &&
-			     find_op(parts[n - 1]) >= 0);
+		bool last = i == n - 1 || (!w->no_op && i == n - 2 &&
+					   find_op(parts[n - 1]) >= 0);
 		char names[1024];
 
 		if ((w->col = find_field(w->model, parts[i])) &&
@@ -517,13 +532,14 @@ int walk_path(struct qctx *c, char **parts, int n, bool negated, bool left,
 		/* author__id: the FK column already holds the value. */
 		if (!rel->to_many && rel->forward &&
 		    strcmp(parts[i + 1], rel->to_column->name) == 0 &&
-		    (i + 2 == n || (!w->no_op && i + 3 == n &&
-				    find_op(parts[n - 1]) >= 0))) {
+		    (i + 2 == n ||
+		     (!w->no_op && i + 3 == n && find_op(parts[n - 1]) >= 0))) {
 			w->col = rel->from_column;
 			w->next = i + 2;
 			return 0;
 		}
-		w->join = add_join(c, w->join, rel, w->scope, left);
+		w->join = add_join(c, w->join, rel, w->scope,
+				   hop_left(c, w, rel, left));
 		if (w->join < 0)
 			return -1;
 		w->joins[w->njoins++] = w->join;
@@ -573,43 +589,6 @@ static struct rexpr *heap_expr(struct qctx *c, struct rexpr *e)
 	return h;
 }
 
-/* key__isnull: whether the parent has the key (Django's
- * KeyTransformIsNull), so a JSON null at the key is not "null". */
-static int key_isnull(struct qctx *c, struct rcond *t, const struct spec_value *v)
-{
-	struct rexpr *key = t->lhs;
-	bool yes = v->kind == SPEC_BOOL && strcmp(v->text, "true") == 0;
-	struct rcond term;
-
-	if (key->key_path)
-		return pf_err_set(c->err, 422, "unknown_operator", "",
-				  "isnull on a nested key path is not "
-				  "supported; use has_key on its parent");
-	term = (struct rcond){.kind = RC_TERM,
-			      .op = OP_HAS_KEY,
-			      .lhs = heap_expr(c, &key->args[0]),
-			      .lhs_type = RT_JSON,
-			      .param = key->param};
-	if (!term.lhs)
-		return -1;
-	key->nargs = 0; /* args[0] moved into term */
-	key->param = -1;
-	expr_cleanup(key);
-	free(key);
-	if (!yes) {
-		*t = term;
-		return 0;
-	}
-	*t = (struct rcond){.kind = RC_NOT, .param = -1};
-	if (!(t->children = calloc(1, sizeof(*t->children)))) {
-		cond_cleanup(&term);
-		return OOM(c->err);
-	}
-	t->nchildren = 1;
-	t->children[0] = term;
-	return 0;
-}
-
 /* The left side of a term after its column: transforms, an annotation.
  * Sets t->lhs (NULL for a plain column) and returns the part index of the
  * operator (n when there is none). */
@@ -620,7 +599,8 @@ static int term_lhs(struct qctx *c, struct rcond *t, char **parts, int n,
 	int next;
 
 	if (annot >= 0) {
-		e = (struct rexpr){.kind = RX_ANNOT, .annot = annot, .param = -1};
+		e = (struct rexpr){
+			.kind = RX_ANNOT, .annot = annot, .param = -1};
 		e.type = c->qs->annots[annot].expr.type;
 		e.cast = c->qs->annots[annot].expr.cast;
 		e.render = c->qs->annots[annot].expr.render;
@@ -690,11 +670,9 @@ static int resolve_term(struct qctx *c, const struct spec_cond *sc,
 		t->lhs->kind = RX_KEY_TEXT;
 		t->lhs->type = t->lhs_type = RT_TEXT;
 	}
-	if (t->lhs && t->lhs->kind == RX_KEY && t->op == OP_ISNULL)
-		return key_isnull(c, t, &sc->value);
 	if (sc->rhs) {
 		static const bool takes_expr[] = {
-			[OP_EXACT] = true, [OP_GT] = true, [OP_GTE] = true,
+			[OP_EXACT] = true, [OP_GT] = true,  [OP_GTE] = true,
 			[OP_LT] = true,	   [OP_LTE] = true,
 		};
 		if ((size_t)t->op >= sizeof(takes_expr) || !takes_expr[t->op])
@@ -1135,7 +1113,6 @@ static int resolve_order_term(struct qctx *c, const char *field, bool desc,
 			  bad, names);
 }
 
-
 /* order_by, else the model's default ordering; then the pk as the last
  * tiebreak so that output is deterministic. */
 static bool orders_by(const struct rqs *qs, int join,
@@ -1143,7 +1120,18 @@ static bool orders_by(const struct rqs *qs, int join,
 {
 	for (size_t i = 0; i < qs->norder; i++)
 		if (!qs->order[i].expr && !qs->order[i].random &&
-		    qs->order[i].col.join == join && qs->order[i].col.col == col)
+		    qs->order[i].col.join == join &&
+		    qs->order[i].col.col == col)
+			return true;
+	return false;
+}
+
+/* Whether the ordering has the annotation that values entry v is. */
+static bool orders_by_expr(const struct rqs *qs, const struct rexpr *v)
+{
+	for (size_t i = 0; i < qs->norder && v->kind == RX_ANNOT; i++)
+		if (qs->order[i].expr && qs->order[i].expr->kind == RX_ANNOT &&
+		    qs->order[i].expr->annot == v->annot)
 			return true;
 	return false;
 }
@@ -1158,7 +1146,7 @@ static int order_by_values(struct qctx *c)
 	for (size_t i = 0; i < qs->nvalues; i++) {
 		const struct rexpr *v = &qs->values[i].expr;
 		struct rexpr e = {.kind = RX_ENTRY, .param = -1};
-		if (qs->group_values && v->has_agg)
+		if ((qs->group_values && v->has_agg) || orders_by_expr(qs, v))
 			continue; /* the groups are told apart without it */
 		if (v->kind == RX_COL) {
 			if (orders_by(qs, v->col.join, v->col.col))
@@ -1197,7 +1185,8 @@ static int resolve_ordering(struct qctx *c, const struct spec_queryset *spec)
 				return -1;
 		}
 	}
-	if (c->qs->has_values)
+	/* a grouped or DISTINCT values query has no pk to add */
+	if (c->qs->has_values && (c->qs->group_values || c->qs->distinct))
 		return order_by_values(c);
 	if (!m->pk || orders_by(c->qs, 0, m->pk))
 		return 0;
@@ -1397,15 +1386,18 @@ static int check_ordering(struct qctx *c, const struct spec_queryset *spec)
 /* The §6 parts that do not go together (DESIGN.md §6.4, §6.5). */
 static int check_shape(struct qctx *c, const struct spec_queryset *spec)
 {
-	if (spec->has_values && (c->via || spec->nprefetch_related ||
-				 spec->nselect_related))
-		return pf_err_set(c->err, 422, "values_with_prefetch",
-				  c->via ? spec->at : "values",
+	const char *key = spec->values_list ? "values_list" : "values";
+	char at[300];
+
+	snprintf(at, sizeof(at), "%s%s%s", spec->at, spec->at[0] ? "." : "",
+		 key);
+	if (spec->has_values &&
+	    (c->via || spec->nprefetch_related || spec->nselect_related))
+		return pf_err_set(c->err, 422, "values_with_prefetch", at,
 				  "Prefetch querysets cannot use raw(), "
 				  "values(), and values_list().");
-	if (spec->has_aggregate &&
-	    (spec->nprefetch_related || spec->nselect_related ||
-	     spec->has_values))
+	if (spec->has_aggregate && (spec->nprefetch_related ||
+				    spec->nselect_related || spec->has_values))
 		return pf_err_set(c->err, 400, "bad_spec", "aggregate",
 				  "\"aggregate\" answers one object: it does "
 				  "not go with prefetch_related, "
@@ -1419,28 +1411,32 @@ static int check_shape(struct qctx *c, const struct spec_queryset *spec)
 static void decide_grouping(struct rqs *qs)
 {
 	bool agg = qs->having != NULL;
+	/* aggregate() entries are annotations too, of the wrapped query */
+	size_t n = qs->shape == SHAPE_AGGREGATE
+			   ? (size_t)(qs->aggs - qs->annots)
+			   : qs->nannots;
 
-	for (size_t i = 0; i < qs->nannots; i++)
+	for (size_t i = 0; i < n; i++)
 		agg |= qs->annots[i].expr.has_agg;
-	if (qs->shape == SHAPE_AGGREGATE)
-		agg = false;
 	qs->grouped = agg && !qs->group_values;
 }
 
-/* The aggregate of a sliced queryset is over its slice, a subquery
- * (Django wraps it): prefetchd reads the slice's own columns only. */
-static int check_aggregate_slice(struct qctx *c)
+/* The aggregate of a sliced, distinct or grouped queryset is over a
+ * subquery of its rows, as Django wraps it: its entries read the rows'
+ * own columns and annotations, so they may not join (the joins of
+ * filters and annotations are inside). */
+static int check_aggregate_wrap(struct qctx *c, size_t njoins)
 {
 	struct rqs *qs = c->qs;
 
-	if (!qs->has_limit && !qs->offset && !qs->distinct)
-		return 0;
-	if (qs->distinct || qs->njoins > 1 || qs->nscopes)
+	qs->agg_wrapped =
+		qs->has_limit || qs->offset || qs->distinct || qs->grouped;
+	if (qs->agg_wrapped && qs->njoins > njoins)
 		return pf_err_set(c->err, 422, "bad_expression", "aggregate",
-				  "aggregate() over a sliced queryset reads "
-				  "the slice's own columns only: no "
-				  "distinct, and no relation in its "
-				  "filters or aggregates");
+				  "aggregate() over a sliced, distinct or "
+				  "annotated queryset reads its rows' own "
+				  "columns and annotations: its entries "
+				  "cannot follow a relation");
 	return 0;
 }
 
@@ -1482,14 +1478,20 @@ static int bind_qs(struct qctx *c, const struct spec_queryset *spec,
 			return -1;
 		if (spec->has_values && expr_resolve_values(c, spec) < 0)
 			return -1;
-		if (spec->has_aggregate &&
-		    (expr_resolve_aggregate(c, spec) < 0 ||
-		     check_aggregate_slice(c) < 0))
-			return -1;
+		if (spec->has_aggregate) {
+			size_t njoins = qs->njoins;
+			c->in_aggregate = true;
+			if (expr_resolve_aggregate(c, spec) < 0)
+				return -1;
+			decide_grouping(qs);
+			if (check_aggregate_wrap(c, njoins) < 0)
+				return -1;
+		}
 	}
+	/* an aggregate's rows have no order, but its slice's do */
 	if (qs->shape == SHAPE_AGGREGATE)
-		ordered = false;
-	else if (ordered && resolve_ordering(c, spec) < 0)
+		ordered = qs->has_limit || qs->offset;
+	if (ordered && resolve_ordering(c, spec) < 0)
 		return -1;
 	if (!ordered && spec && spec->has_order_by &&
 	    qs->shape != SHAPE_AGGREGATE && check_ordering(c, spec) < 0)
@@ -1515,7 +1517,8 @@ static int resolve_qs(const struct schema *s, const struct spec_queryset *spec,
 int resolve_subquery(struct qctx *c, const struct spec_queryset *spec,
 		     const char *at, struct rqs **out)
 {
-	const struct schema_model *m = schema_find_model(c->schema, spec->model);
+	const struct schema_model *m =
+		schema_find_model(c->schema, spec->model);
 	struct qctx inner = {.schema = c->schema,
 			     .outer = c,
 			     .params = c->params ? c->params : c->qs,
@@ -1556,7 +1559,6 @@ int resolve_subquery(struct qctx *c, const struct spec_queryset *spec,
 	}
 	return 0;
 }
-
 
 /* ---- prefetch_related ------------------------------------------------ */
 

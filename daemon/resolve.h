@@ -80,8 +80,9 @@ enum rfn_class {
 struct rfn {
 	const char *name; /* without '$': "count", "trunc_month" */
 	enum rfn_class cls;
-	const char *sql;  /* "COUNT", "+", "LOWER" */
-	const char *part; /* FC_TRUNC, FC_EXTRACT: "month", "DOW" */
+	const char *sql;	/* "COUNT", "+", "LOWER" */
+	const char *part;	/* FC_TRUNC, FC_EXTRACT: "month", "DOW"; FC_AGG:
+			     the function of a sample (StdDev, Variance) */
 	int min_args, max_args; /* max 0: any number */
 };
 
@@ -116,23 +117,24 @@ struct rexpr {
 	 * cast, or the type's name); NULL: let PostgreSQL infer it */
 	const char *cast;
 	enum schema_render render;
-	bool has_agg; /* an aggregate is in it (HAVING, grouping) */
-	struct rcol col;  /* RX_COL, RX_OUTER */
-	int outer;	  /* RX_OUTER: 1 or 2 */
-	int param;	  /* RX_PARAM, RX_KEY, RX_KEY_TEXT, RX_INDEX */
-	bool key_path;	  /* RX_KEY: the param is a text[] path (#>) */
-	bool key_index;	  /* RX_KEY: the key is an array index (-> int) */
-	int fn;		  /* RX_FUNC, RX_AGG, RX_ARITH: which */
-	bool distinct;	  /* RX_AGG */
-	bool as_float;	  /* Django's type is a float where PostgreSQL's is
+	bool has_agg;	      /* an aggregate is in it (HAVING, grouping) */
+	struct rcol col;      /* RX_COL, RX_OUTER */
+	int outer;	      /* RX_OUTER: 1 or 2 */
+	int param;	      /* RX_PARAM, RX_KEY, RX_KEY_TEXT, RX_INDEX */
+	bool key_path;	      /* RX_KEY: the param is a text[] path (#>) */
+	bool key_index;	      /* RX_KEY: the key is an array index (-> int) */
+	int fn;		      /* RX_FUNC, RX_AGG, RX_ARITH: which */
+	bool distinct;	      /* RX_AGG */
+	bool sample;	      /* RX_AGG: StdDev/Variance of a sample */
+	bool as_float;	      /* Django's type is a float where PostgreSQL's is
 			     numeric (Avg of integers): ::double precision */
-	bool star;	  /* RX_AGG: Count("*") */
+	bool star;	      /* RX_AGG: Count("*") */
 	struct rcond *filter; /* RX_AGG: FILTER (WHERE ...) or NULL */
 	struct rexpr *args;
 	size_t nargs;
 	struct rcond *whens; /* RX_CASE */
 	size_t nwhens;
-	int annot;	 /* RX_ANNOT */
+	int annot;	   /* RX_ANNOT */
 	struct rqs *query; /* RX_SUBQUERY, RX_EXISTS */
 };
 
@@ -246,8 +248,8 @@ struct rqs {
 	/* DESIGN.md §6 */
 	struct rannot *annots; /* annotate, in order */
 	size_t nannots;
-	struct rcond *having; /* terms on aggregates, after GROUP BY */
-	bool grouped;	      /* GROUP BY the objects' keys (group_pk) */
+	struct rcond *having;  /* terms on aggregates, after GROUP BY */
+	bool grouped;	       /* GROUP BY the objects' keys (group_pk) */
 	struct rannot *values; /* values/values_list entries, or NULL */
 	size_t nvalues;
 	bool has_values;
@@ -255,7 +257,8 @@ struct rqs {
 	enum { SHAPE_OBJECTS, SHAPE_LISTS, SHAPE_FLAT, SHAPE_AGGREGATE } shape;
 	struct rannot *aggs; /* aggregate entries (SHAPE_AGGREGATE) */
 	size_t naggs;
-	int outer_depth; /* a subquery's: 1 or 2 levels inside */
+	bool agg_wrapped; /* aggregate() over a subquery of the rows */
+	int outer_depth;  /* a subquery's: 1 or 2 levels inside */
 	/* a subquery's slice, as parameters of the statement */
 	int limit_param, offset_param;
 };

@@ -49,8 +49,14 @@ enum {
 	FN_TRUNC_FIRST, /* the trunc_* entries follow, then extract_* */
 };
 
-#define TRUNC(n, part) {"trunc_" n, FC_TRUNC, NULL, part, 1, 1}
-#define EXTRACT(n, part) {"extract_" n, FC_EXTRACT, NULL, part, 1, 1}
+#define TRUNC(n, part)                                                         \
+	{                                                                      \
+		"trunc_" n, FC_TRUNC, NULL, part, 1, 1                         \
+	}
+#define EXTRACT(n, part)                                                       \
+	{                                                                      \
+		"extract_" n, FC_EXTRACT, NULL, part, 1, 1                     \
+	}
 
 const struct rfn resolve_fns[] = {
 	[FN_ADD] = {"add", FC_ARITH, "+", NULL, 2, 2},
@@ -63,8 +69,9 @@ const struct rfn resolve_fns[] = {
 	[FN_AVG] = {"avg", FC_AGG, "AVG", NULL, 1, 1},
 	[FN_MIN] = {"min", FC_AGG, "MIN", NULL, 1, 1},
 	[FN_MAX] = {"max", FC_AGG, "MAX", NULL, 1, 1},
-	[FN_STDDEV] = {"stddev", FC_AGG, "STDDEV_POP", NULL, 1, 1},
-	[FN_VARIANCE] = {"variance", FC_AGG, "VAR_POP", NULL, 1, 1},
+	/* part: the sample's function ("sample": true) */
+	[FN_STDDEV] = {"stddev", FC_AGG, "STDDEV_POP", "STDDEV_SAMP", 1, 1},
+	[FN_VARIANCE] = {"variance", FC_AGG, "VAR_POP", "VAR_SAMP", 1, 1},
 	[FN_COALESCE] = {"coalesce", FC_CALL, "COALESCE", NULL, 2, 0},
 	[FN_CONCAT] = {"concat", FC_CALL, "CONCAT", NULL, 2, 0},
 	[FN_GREATEST] = {"greatest", FC_CALL, "GREATEST", NULL, 2, 0},
@@ -239,7 +246,8 @@ enum rtype expr_column_type(const struct schema_column *col)
 						    : RT_OTHER;
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		size_t n = strlen(names[i].name);
-		if (len == 14 + n + 1 && strncmp(cast + 14, names[i].name, n) == 0)
+		if (len == 14 + n + 1 &&
+		    strncmp(cast + 14, names[i].name, n) == 0)
 			return names[i].type;
 	}
 	return RT_OTHER;
@@ -340,13 +348,13 @@ static int literal(struct qctx *c, const struct spec_value *v, bool json,
 		long long n;
 		errno = 0;
 		n = strtoll(v->text, &end, 10);
-		if (*end)
+		if (*end || v->real)
 			set_type(out, RT_FLOAT);
 		else
-			set_type(out, errno || n > 2147483647LL ||
-						      n < -2147483648LL
-					      ? RT_BIGINT
-					      : RT_INT);
+			set_type(out,
+				 errno || n > 2147483647LL || n < -2147483648LL
+					 ? RT_BIGINT
+					 : RT_INT);
 		break;
 	}
 	case SPEC_STRING:
@@ -584,8 +592,9 @@ int expr_transforms(struct qctx *c, struct rexpr *e, char **parts, int n,
 		if (op)
 			break;
 		if (is_temporal(e->type))
-			for (size_t k = 0; k < sizeof(date_transforms) /
-						       sizeof(date_transforms[0]);
+			for (size_t k = 0;
+			     k < sizeof(date_transforms) /
+					 sizeof(date_transforms[0]);
 			     k++)
 				if (strcmp(date_transforms[k].name, p) == 0)
 					fn = find_fn(date_transforms[k].fn);
@@ -602,13 +611,12 @@ int expr_transforms(struct qctx *c, struct rexpr *e, char **parts, int n,
 			if (array_index(c, e, p) < 0)
 				return -1;
 		} else {
-			return pf_err_set(c->err, 422,
-					  next ? "unknown_operator"
-					       : "unknown_field",
-					  at,
-					  "Unsupported lookup '%s' for %s or "
-					  "join on the field not permitted",
-					  p, type_name(e->type));
+			return pf_err_set(
+				c->err, 422,
+				next ? "unknown_operator" : "unknown_field", at,
+				"Unsupported lookup '%s' for %s or "
+				"join on the field not permitted",
+				p, type_name(e->type));
 		}
 		i++;
 	}
@@ -628,6 +636,9 @@ static int field_path(struct qctx *c, const char *path, bool left,
 	struct walk w = {0};
 	int n, annot, new_scope = 0;
 
+	/* an aggregate() entry by its whole name ("pages__max") */
+	if ((annot = expr_find_annot(c, path)) >= 0 && strstr(path, "__"))
+		return annot_ref(c, annot, out);
 	snprintf(buf, sizeof(buf), "%s", path);
 	n = split_path(buf, parts, MAX_PARTS);
 	if (n < 0)
@@ -640,6 +651,7 @@ static int field_path(struct qctx *c, const char *path, bool left,
 		return expr_transforms(c, out, parts, n, 1, at, NULL);
 	}
 	w.no_op = true;
+	w.promote = true;
 	if (walk_path(c, parts, n, false, left, at, &w, &new_scope) < 0)
 		return -1;
 	expr_column(out, w.join, w.col);
@@ -663,11 +675,11 @@ static int check_arity(struct qctx *c, const struct spec_expr *e, int fn)
 					  cls, f->min_args,
 					  f->min_args == 1 ? "" : "s", n);
 		return pf_err_set(c->err, 422, "bad_expression", e->at,
-				  "%s must take at least %d expressions", cls,
-				  f->min_args);
+				  "%s must take at least %s expressions", cls,
+				  f->min_args == 2 ? "two" : "one");
 	}
-	if (f->cls != FC_AGG && (e->has_distinct || e->has_sample ||
-				 e->filter || e->dflt))
+	if (f->cls != FC_AGG &&
+	    (e->has_distinct || e->has_sample || e->filter || e->dflt))
 		return bad(c, e->at,
 			   "%s takes no option (distinct, filter, default and "
 			   "sample are for aggregates)",
@@ -709,8 +721,9 @@ static int arith_type(struct qctx *c, struct rexpr *e, int fn, const char *at)
 	else
 		t = RT_INT;
 	if (fn == FN_MOD && t == RT_FLOAT)
-		return bad(c, at, "%% of a FloatField is not supported by "
-				  "PostgreSQL");
+		return bad(c, at,
+			   "%% of a FloatField is not supported by "
+			   "PostgreSQL");
 	set_type(e, t);
 	return 0;
 }
@@ -750,6 +763,8 @@ static int agg_type(struct qctx *c, struct rexpr *e, int fn, const char *at)
 	return 0;
 }
 
+static void common_type(struct rexpr *e, struct rexpr *ops, size_t n);
+
 static int resolve_args(struct qctx *c, const struct spec_expr *e, bool left,
 			struct rexpr *out)
 {
@@ -775,13 +790,21 @@ static int resolve_agg(struct qctx *c, const struct spec_expr *e, int fn,
 	out->fn = fn;
 	out->star = star;
 	out->distinct = e->distinct;
-	/* aggregates over to-many relations join LEFT, as Django promotes
-	 * them: a parent with no child still has its row (and a 0) */
-	if (!star && expr_resolve(c, arg, true, &out->args[0]) < 0)
+	out->sample = e->sample;
+	if (fn == FN_COUNT && e->dflt)
+		return bad(c, e->at, "Count does not allow default.");
+	/* its path is promoted (field_path): over a to-many relation the
+	 * joins are LEFT, so a parent with no child has its row (and a 0) */
+	if (!star && expr_resolve(c, arg, false, &out->args[0]) < 0)
 		return -1;
-	if (!star && out->args[0].has_agg)
-		return bad(c, e->at, "Cannot compute %s(): '%s' is an aggregate",
-			   cls, arg->name ? arg->name : "its argument");
+	/* aggregate() may aggregate an annotation's aggregate (Django wraps
+	 * the query: Avg of Count per object), never its own entries */
+	if (!star && out->args[0].has_agg &&
+	    !(c->in_aggregate && out->args[0].kind == RX_ANNOT &&
+	      (size_t)out->args[0].annot < c->first_entry))
+		return bad(c, e->at,
+			   "Cannot compute %s(): '%s' is an aggregate", cls,
+			   arg->name ? arg->name : "its argument");
 	if (e->filter) {
 		if (!(out->filter = calloc(1, sizeof(*out->filter))))
 			return OOM(c->err);
@@ -799,7 +822,7 @@ static int resolve_agg(struct qctx *c, const struct spec_expr *e, int fn,
 	if (e->dflt) {
 		/* Django 4.0+: Coalesce(aggregate, default) */
 		struct rexpr agg = *out, dflt;
-		if (expr_resolve(c, e->dflt, true, &dflt) < 0) {
+		if (expr_resolve(c, e->dflt, false, &dflt) < 0) {
 			expr_cleanup(&agg);
 			return -1;
 		}
@@ -811,9 +834,9 @@ static int resolve_agg(struct qctx *c, const struct spec_expr *e, int fn,
 		out->fn = FN_COALESCE;
 		out->args[0] = agg;
 		out->args[1] = dflt;
-		out->type = agg.type;
-		out->cast = agg.cast;
-		out->render = agg.render;
+		/* the default takes the aggregate's type: Max("published",
+		 * default="2000-01-01") is a date */
+		common_type(out, out->args, 2);
 		out->has_agg = true;
 	}
 	return 0;
@@ -822,18 +845,39 @@ static int resolve_agg(struct qctx *c, const struct spec_expr *e, int fn,
 /* The type of a COALESCE/GREATEST/... or CASE: its first typed operand's
  * (Django asks for an output_field when they differ; text and varchar
  * mix as text). */
-static void common_type(struct rexpr *e, const struct rexpr *ops, size_t n)
+static bool is_text_literal(const struct rexpr *e)
 {
+	return e->kind == RX_PARAM && e->type == RT_TEXT;
+}
+
+static void common_type(struct rexpr *e, struct rexpr *ops, size_t n)
+{
+	const struct rexpr *typed = NULL;
+
+	/* a string literal takes the type of the others, as an untyped
+	 * literal does in PostgreSQL (Coalesce("birth_date",
+	 * Value("1900-01-01")) compares dates) */
+	for (size_t i = 0; i < n && !typed; i++)
+		if (ops[i].kind != RX_NULL && !is_text_literal(&ops[i]))
+			typed = &ops[i];
+	for (size_t i = 0; i < n && !typed; i++)
+		if (ops[i].kind != RX_NULL)
+			typed = &ops[i];
+	if (!typed) {
+		set_type(e, RT_OTHER);
+		return;
+	}
+	e->type = typed->type;
+	e->cast = typed->cast;
+	e->render = typed->render;
+	if (e->type == RT_TEXT)
+		set_type(e, RT_TEXT);
 	for (size_t i = 0; i < n; i++)
-		if (ops[i].kind != RX_NULL) {
-			e->type = ops[i].type;
-			e->cast = ops[i].cast;
-			e->render = ops[i].render;
-			if (e->type == RT_TEXT)
-				set_type(e, RT_TEXT);
-			return;
+		if (is_text_literal(&ops[i]) && typed->cast) {
+			ops[i].type = typed->type;
+			ops[i].cast = typed->cast;
+			ops[i].render = typed->render;
 		}
-	set_type(e, RT_OTHER);
 }
 
 static int call_type(struct qctx *c, struct rexpr *e, int fn, const char *at)
@@ -848,7 +892,7 @@ static int call_type(struct qctx *c, struct rexpr *e, int fn, const char *at)
 	case FN_GREATEST:
 	case FN_LEAST:
 	case FN_NULLIF:
-		common_type(e, e->args, fn == FN_NULLIF ? 1 : e->nargs);
+		common_type(e, e->args, e->nargs);
 		return 0;
 	case FN_CONCAT:
 		set_type(e, RT_TEXT);
@@ -990,15 +1034,16 @@ static int resolve_case(struct qctx *c, const struct spec_expr *e, bool left,
 				 &out->whens[i]) < 0 ||
 		    expr_resolve(c, e->whens[i].then, left, &out->args[i]) < 0)
 			return -1;
-		out->has_agg |= out->args[i].has_agg || cond_has_agg(&out->whens[i]);
+		out->has_agg |=
+			out->args[i].has_agg || cond_has_agg(&out->whens[i]);
 	}
 	if (e->dflt) {
 		if (expr_resolve(c, e->dflt, left, &out->args[e->nwhens]) < 0)
 			return -1;
 		out->has_agg |= out->args[e->nwhens].has_agg;
 	} else {
-		out->args[e->nwhens] = (struct rexpr){.kind = RX_NULL,
-						      .param = -1};
+		out->args[e->nwhens] =
+			(struct rexpr){.kind = RX_NULL, .param = -1};
 	}
 	common_type(out, out->args, e->nwhens + 1);
 	return 0;
@@ -1193,17 +1238,22 @@ bool cond_has_agg(const struct rcond *c)
 
 /* ---- annotate, values, aggregate --------------------------------------- */
 
-static int check_annotation_name(struct qctx *c, const struct spec_annotation *a)
+/* field: an annotation, whose name may not be a field's (aggregate()
+ * entries may: Django checks annotate() only). */
+static int check_annotation_name(struct qctx *c,
+				 const struct spec_annotation *a, bool field)
 {
 	const struct schema_model *m = c->qs->model;
 
-	if (find_field(m, a->name) || schema_find_query_relation(m, a->name) ||
-	    schema_find_relation(m, a->name))
+	if (field &&
+	    (find_field(m, a->name) || schema_find_query_relation(m, a->name) ||
+	     schema_find_relation(m, a->name)))
 		return pf_err_set(c->err, 422, "annotation_conflict", a->at,
 				  "The annotation '%s' conflicts with a field "
 				  "on the model.",
 				  a->name);
-	if (strstr(a->name, "__"))
+	/* aggregate(Max("pages")) is named pages__max by Django */
+	if (field && strstr(a->name, "__"))
 		return pf_err_set(c->err, 422, "bad_expression", a->at,
 				  "The annotation name '%s' cannot contain "
 				  "'__' (the lookup separator)",
@@ -1222,10 +1272,10 @@ int expr_resolve_annotations(struct qctx *c, const struct spec_queryset *spec)
 		struct rannot *r;
 		struct rexpr e;
 
-		if (check_annotation_name(c, a) < 0)
+		if (check_annotation_name(c, a, true) < 0)
 			return -1;
 		/* bound before it is added: it may use earlier ones only */
-		if (expr_resolve(c, &a->expr, true, &e) < 0) {
+		if (expr_resolve(c, &a->expr, false, &e) < 0) {
 			expr_cleanup(&e);
 			return -1;
 		}
@@ -1258,8 +1308,7 @@ static int values_entry(struct qctx *c, const struct spec_name *sn,
 		expr_column(&out->expr, 0, rel->from_column);
 		return 0;
 	}
-	/* a to-many path in values joins LEFT, as Django's values() does */
-	return field_path(c, sn->name, true, sn->at, &out->expr);
+	return field_path(c, sn->name, false, sn->at, &out->expr);
 }
 
 int expr_resolve_values(struct qctx *c, const struct spec_queryset *spec)
@@ -1291,7 +1340,8 @@ int expr_resolve_values(struct qctx *c, const struct spec_queryset *spec)
 	}
 	if (listed_agg && unlisted_agg)
 		return pf_err_set(
-			c->err, 422, "ambiguous_grouping", spec->at[0] ? spec->at : "values",
+			c->err, 422, "ambiguous_grouping",
+			spec->values_list ? "values_list" : "values",
 			"some aggregate annotations are listed in values and "
 			"some are not: a spec cannot say whether values() "
 			"comes before annotate() (GROUP BY the values) or "
@@ -1352,6 +1402,7 @@ int expr_resolve_aggregate(struct qctx *c, const struct spec_queryset *spec)
 	size_t base = qs->nannots;
 
 	qs->shape = SHAPE_AGGREGATE;
+	c->first_entry = base;
 	/* entries may use earlier entries by name: they are bound as
 	 * annotations, then moved out */
 	for (size_t i = 0; i < spec->naggregate; i++) {
@@ -1359,9 +1410,9 @@ int expr_resolve_aggregate(struct qctx *c, const struct spec_queryset *spec)
 		struct rannot *r;
 		struct rexpr e;
 
-		if (check_annotation_name(c, a) < 0)
+		if (check_annotation_name(c, a, false) < 0)
 			return -1;
-		if (expr_resolve(c, &a->expr, true, &e) < 0) {
+		if (expr_resolve(c, &a->expr, false, &e) < 0) {
 			expr_cleanup(&e);
 			return -1;
 		}
@@ -1372,10 +1423,9 @@ int expr_resolve_aggregate(struct qctx *c, const struct spec_queryset *spec)
 		}
 		r->expr = e;
 		if (!e.has_agg)
-			return pf_err_set(c->err, 422, "not_an_aggregate",
-					  a->at,
-					  "%s is not an aggregate expression",
-					  a->name);
+			return pf_err_set(
+				c->err, 422, "not_an_aggregate", a->at,
+				"%s is not an aggregate expression", a->name);
 		if (empty_value(c, &r->expr, &r->empty) < 0)
 			return OOM(c->err);
 	}

@@ -21,7 +21,10 @@ struct qctx {
 	struct qctx *outer;
 	struct rqs *params;
 	struct pf_err *err;
-	char cls[128]; /* class name of qs->model, for messages */
+	bool in_aggregate;  /* binding aggregate(): an entry may aggregate an
+			      aggregate annotation (over a subquery) */
+	size_t first_entry; /* the annotation that is aggregate()'s first */
+	char cls[128];	    /* class name of qs->model, for messages */
 };
 
 /* A path walked from the queryset's model, see walk_path. */
@@ -35,6 +38,7 @@ struct walk {
 	int njoins;
 	int nparts, next; /* parts consumed: parts[next..] remain */
 	bool no_op;	  /* an expression's path: no operator at its end */
+	bool promote;	  /* an expression's path: see hop_left */
 };
 
 int split_path(char *buf, char **parts, int max);

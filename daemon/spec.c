@@ -1,9 +1,11 @@
 /*
- * spec: a request body (JSON) → struct spec_queryset (DESIGN.md §1). Checks
- * the shape of the protocol only — keys, JSON types, "in"/"range"/"isnull"
- * operands, slices, names, nesting and lookup limits — and keeps every name
- * verbatim for resolve to bind against the schema. jansson is used here and
- * nowhere else; the tree it builds owns plain C strings only.
+ * spec: a request body (JSON) → struct spec_queryset (DESIGN.md §1, §6).
+ * Checks the shape of the protocol only — keys, JSON types, "in"/"range"/
+ * "isnull" operands, slices, names, the form of expressions, nesting and
+ * lookup limits — and keeps every name verbatim for resolve to bind against
+ * the schema (which functions exist and what they take is resolve's too).
+ * jansson is used here and nowhere else; the tree it builds owns plain C
+ * strings only.
  */
 #include "spec.h"
 
@@ -29,14 +31,32 @@ struct sbuf {
 	bool oom;
 };
 
+/* Where a queryset stands: "model" is required at the top and in a
+ * subquery (it has no relation to take it from), "aggregate" only at the
+ * top (it replaces the results). */
+enum qs_place {
+	QS_TOP,
+	QS_PREFETCH,
+	QS_SUBQUERY, /* of $exists or $subquery */
+};
+
 static int parse_queryset(struct parser *p, json_t *obj, const char *at,
-			  bool top, int depth, struct spec_queryset *qs);
+			  enum qs_place place, int depth,
+			  struct spec_queryset *qs);
 static int parse_cond(struct parser *p, json_t *v, const char *at, int depth,
 		      struct spec_cond *out);
 
 static int oom(struct parser *p)
 {
 	return pf_err_set(p->err, 500, "internal", "", "out of memory");
+}
+
+static int too_deep(struct parser *p, const char *at)
+{
+	return pf_err_set(p->err, 400, "bad_spec", at,
+			  "nesting too deep (at most %d levels of conditions, "
+			  "expressions and querysets)",
+			  p->max_depth);
 }
 
 static void sb_add(struct sbuf *b, const char *s, size_t n)
@@ -95,6 +115,20 @@ static char *path_key(const char *prefix, const char *key)
 		sb_add(&b, ".", 1);
 	sb_str(&b, key);
 	return sb_take(&b);
+}
+
+/* A required key that is absent: the error is at the path it would have
+ * ("model", "values_list.fields", "annotate.x.to"). */
+static int missing_key(struct parser *p, const char *obj_at, const char *key,
+		       const char *message)
+{
+	char *at = path_key(obj_at, key);
+
+	if (!at)
+		return oom(p);
+	pf_err_set(p->err, 400, "bad_spec", at, "%s", message);
+	free(at);
+	return -1;
 }
 
 /* "only" + 2 → "only[2]". */
@@ -413,6 +447,7 @@ static int parse_value(struct parser *p, json_t *v, const char *at, bool nested,
 		return dup_to(p, num, &out->text);
 	case JSON_REAL:
 		out->kind = SPEC_NUMBER;
+		out->real = true;
 		real_text(json_real_value(v), num, sizeof(num));
 		return dup_to(p, num, &out->text);
 	case JSON_STRING:
@@ -468,30 +503,533 @@ static bool is_scalar(const json_t *v)
 	return !json_is_array(v) && !json_is_object(v);
 }
 
-static int parse_term(struct parser *p, const char *key, json_t *v,
+/* ---- expressions (DESIGN.md §6.1) ---- */
+
+/* How a bare JSON string reads where an expression is expected: a field
+ * path in an ARG position, as Django reads strings as F(); a literal as an
+ * operand of arithmetic, as F("a") + "x" is Value("x"). */
+enum str_mode {
+	STR_FIELD,
+	STR_LITERAL,
+};
+
+static int parse_expr(struct parser *p, json_t *v, const char *at, int depth,
+		      enum str_mode mode, struct spec_expr *out);
+
+/* The first key of v that starts with '$' (an expression's operator), or
+ * NULL when v is not an object or has none. */
+static const char *expr_operator(json_t *v)
+{
+	const char *key;
+	json_t *item;
+
+	if (!json_is_object(v))
+		return NULL;
+	json_object_foreach (v, key, item) {
+		if (key[0] == '$')
+			return key;
+	}
+	return NULL;
+}
+
+/* resolve decides which operators exist; here a name only has to look like
+ * one, so that garbage is a 400 at its key and not a 422 about a function. */
+static bool is_operator_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > SPEC_MAX_NAME)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+		      *s == '_'))
+			return false;
+	return true;
+}
+
+static bool is_arithmetic(const char *name)
+{
+	static const char *const ops[] = {"add", "sub", "mul", "div", "mod"};
+
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (strcmp(name, ops[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The queryset of "$exists" or "$subquery" (op), at at, one level below
+ * the object holding it. */
+static int parse_inner_queryset(struct parser *p, const char *op, json_t *v,
+				const char *at, int depth,
+				struct spec_queryset **out)
+{
+	if (!json_is_object(v))
+		return pf_err_set(p->err, 400, "bad_spec", at,
+				  "\"%s\" must be a queryset object, not %s",
+				  op, type_name(v));
+	*out = calloc(1, sizeof(**out));
+	if (!*out)
+		return oom(p);
+	return parse_queryset(p, v, at, QS_SUBQUERY, depth + 1, *out);
+}
+
+/*
+ * The operands of a call or $cast. With allow_list, a JSON array is the
+ * list form: each item one operand at "<at>[i]" (an item that is an array
+ * is refused by parse_expr). Anything else is one operand at at.
+ */
+static int parse_operands(struct parser *p, json_t *v, const char *at,
+			  int depth, enum str_mode mode, bool allow_list,
+			  struct spec_expr *out)
+{
+	json_t *item;
+	size_t i, n = 1;
+
+	if (allow_list && json_is_array(v)) {
+		out->list_form = true;
+		n = json_array_size(v);
+	}
+	if (n == 0)
+		return 0;
+	out->args = calloc(n, sizeof(*out->args));
+	if (!out->args)
+		return oom(p);
+	out->nargs = n;
+	if (!out->list_form)
+		return parse_expr(p, v, at, depth + 1, mode, out->args);
+	json_array_foreach (v, i, item) {
+		char *item_at = path_index(at, i);
+		int rc;
+
+		if (!item_at)
+			return oom(p);
+		rc = parse_expr(p, item, item_at, depth + 1, mode,
+				&out->args[i]);
+		free(item_at);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* {"$outer": "path"} is OuterRef("path"); {"$outer": {"$outer": "path"}}
+ * is OuterRef(OuterRef("path")), two querysets out, which is as far as
+ * DESIGN.md §6.1 goes. at is the path of the "$outer" key. */
+static int parse_outer(struct parser *p, json_t *v, const char *at,
+		       struct spec_expr *out)
+{
+	json_t *inner;
+	char *inner_at;
+	int rc;
+
+	out->kind = SPEC_EX_OUTER;
+	out->outer_depth = 1;
+	if (!json_is_object(v))
+		return get_name(p, v, at, "a field path", &out->name);
+	inner = json_object_get(v, "$outer");
+	if (!inner || json_object_size(v) != 1)
+		return pf_err_set(p->err, 400, "bad_spec", at,
+				  "\"$outer\" takes a field path or "
+				  "{\"$outer\": \"path\"}, not another object");
+	inner_at = path_key(at, "$outer");
+	if (!inner_at)
+		return oom(p);
+	out->outer_depth = 2;
+	if (json_is_object(inner))
+		rc = pf_err_set(p->err, 400, "bad_spec", inner_at,
+				"\"$outer\" reaches at most two querysets out: "
+				"{\"$outer\": {\"$outer\": \"path\"}}");
+	else
+		rc = get_name(p, inner, inner_at, "a field path", &out->name);
+	free(inner_at);
+	return rc;
+}
+
+/* One {"when": CONDITION, "then": ARG} of $case, at w->at; depth is the
+ * $case expression's. */
+static int parse_when(struct parser *p, json_t *obj, int depth,
+		      struct spec_when *w)
+{
+	const char *key;
+	json_t *v;
+	char *at = NULL;
+	int rc = -1;
+
+	json_object_foreach (obj, key, v) {
+		free(at);
+		at = path_key(w->at, key);
+		if (!at) {
+			oom(p);
+			goto out;
+		}
+		if (strcmp(key, "when") == 0) {
+			w->when = calloc(1, sizeof(*w->when));
+			if (!w->when) {
+				oom(p);
+				goto out;
+			}
+			if (parse_cond(p, v, at, depth + 1, w->when) < 0)
+				goto out;
+			/* Django: When(Q()) is a ValueError. */
+			if (w->when->kind == SPEC_AND &&
+			    w->when->nchildren == 0) {
+				pf_err_set(p->err, 400, "bad_spec", at,
+					   "An empty Q() can't be used as a "
+					   "When() condition.");
+				goto out;
+			}
+		} else if (strcmp(key, "then") == 0) {
+			w->then = calloc(1, sizeof(*w->then));
+			if (!w->then) {
+				oom(p);
+				goto out;
+			}
+			if (parse_expr(p, v, at, depth + 1, STR_FIELD,
+				       w->then) < 0)
+				goto out;
+		} else {
+			pf_err_set(p->err, 400, "bad_spec", at,
+				   "unknown key \"%s\" in a \"$case\" entry; "
+				   "expected \"when\" and \"then\"",
+				   key);
+			goto out;
+		}
+	}
+	if (!w->when) {
+		missing_key(p, w->at, "when",
+			    "a \"$case\" entry needs \"when\"");
+		goto out;
+	}
+	if (!w->then) {
+		missing_key(p, w->at, "then",
+			    "a \"$case\" entry needs \"then\"");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(at);
+	return rc;
+}
+
+/* {"$case": [{"when": ..., "then": ...}, ...]}; at is the "$case" key's. */
+static int parse_case(struct parser *p, json_t *v, const char *at, int depth,
+		      struct spec_expr *out)
+{
+	json_t *item;
+	size_t i, n;
+
+	out->kind = SPEC_EX_CASE;
+	if (!json_is_array(v) || json_array_size(v) == 0)
+		return pf_err_set(
+			p->err, 400, "bad_spec", at,
+			"\"$case\" must be a non-empty array of "
+			"{\"when\": CONDITION, \"then\": ARG}, not %s",
+			json_is_array(v) ? "an empty array" : type_name(v));
+	n = json_array_size(v);
+	out->whens = calloc(n, sizeof(*out->whens));
+	if (!out->whens)
+		return oom(p);
+	out->nwhens = n;
+	json_array_foreach (v, i, item) {
+		struct spec_when *w = &out->whens[i];
+
+		w->at = path_index(at, i);
+		if (!w->at)
+			return oom(p);
+		if (!json_is_object(item))
+			return pf_err_set(p->err, 400, "bad_spec", w->at,
+					  "expected {\"when\": CONDITION, "
+					  "\"then\": ARG}, got %s",
+					  type_name(item));
+		if (parse_when(p, item, depth, w) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* {"$name": OPERAND}: a function, an aggregate or arithmetic. */
+static int parse_call(struct parser *p, const char *op, json_t *v,
+		      const char *at, int depth, struct spec_expr *out)
+{
+	const char *name = op + 1;
+
+	out->kind = SPEC_EX_CALL;
+	if (!is_operator_name(name))
+		return pf_err_set(p->err, 400, "bad_spec", at,
+				  "\"%s\" is not an operator: expected '$' and "
+				  "a name of lowercase letters, digits and '_' "
+				  "(\"$count\", \"$trunc_month\")",
+				  op);
+	if (dup_to(p, name, &out->name) < 0)
+		return -1;
+	return parse_operands(p, v, at, depth,
+			      is_arithmetic(name) ? STR_LITERAL : STR_FIELD,
+			      true, out);
+}
+
+/* The value of the operator key op, at at (the key's path). */
+static int parse_operator(struct parser *p, const char *op, json_t *v,
+			  const char *at, int depth, struct spec_expr *out)
+{
+	if (strcmp(op, "$f") == 0) {
+		out->kind = SPEC_EX_FIELD;
+		return get_name(p, v, at, "a field path", &out->name);
+	}
+	if (strcmp(op, "$value") == 0) {
+		out->kind = SPEC_EX_VALUE;
+		return parse_value(p, v, at, false, &out->value);
+	}
+	if (strcmp(op, "$outer") == 0)
+		return parse_outer(p, v, at, out);
+	if (strcmp(op, "$case") == 0)
+		return parse_case(p, v, at, depth, out);
+	if (strcmp(op, "$cast") == 0) {
+		out->kind = SPEC_EX_CAST;
+		return parse_operands(p, v, at, depth, STR_FIELD, false, out);
+	}
+	if (strcmp(op, "$exists") == 0) {
+		out->kind = SPEC_EX_EXISTS;
+		return parse_inner_queryset(p, op, v, at, depth, &out->query);
+	}
+	if (strcmp(op, "$subquery") == 0) {
+		out->kind = SPEC_EX_SUBQUERY;
+		return parse_inner_queryset(p, op, v, at, depth, &out->query);
+	}
+	return parse_call(p, op, v, at, depth, out);
+}
+
+static int parse_flag(struct parser *p, const char *key, json_t *v,
+		      const char *at, bool *has, bool *out)
+{
+	if (!json_is_boolean(v))
+		return pf_err_set(p->err, 400, "bad_spec", at,
+				  "\"%s\" must be true or false, not %s", key,
+				  type_name(v));
+	*has = true;
+	*out = json_is_true(v);
+	return 0;
+}
+
+/* "default" of a call or of $case: an ARG. */
+static int parse_default(struct parser *p, json_t *v, const char *at, int depth,
+			 struct spec_expr *out)
+{
+	out->dflt = calloc(1, sizeof(*out->dflt));
+	if (!out->dflt)
+		return oom(p);
+	return parse_expr(p, v, at, depth + 1, STR_FIELD, out->dflt);
+}
+
+/*
+ * A key of an expression object other than its operator op: an option.
+ * Which call takes which option is resolve's to say; a key that no
+ * operator of this form takes is refused here, naming it.
+ */
+static int parse_option(struct parser *p, const char *op, const char *key,
+			json_t *v, const char *at, int depth,
+			struct spec_expr *out)
+{
+	const char *expected;
+
+	switch (out->kind) {
+	case SPEC_EX_CALL:
+		if (strcmp(key, "distinct") == 0)
+			return parse_flag(p, key, v, at, &out->has_distinct,
+					  &out->distinct);
+		if (strcmp(key, "sample") == 0)
+			return parse_flag(p, key, v, at, &out->has_sample,
+					  &out->sample);
+		if (strcmp(key, "filter") == 0) {
+			out->filter = calloc(1, sizeof(*out->filter));
+			if (!out->filter)
+				return oom(p);
+			return parse_cond(p, v, at, depth + 1, out->filter);
+		}
+		if (strcmp(key, "default") == 0)
+			return parse_default(p, v, at, depth, out);
+		expected =
+			"\"distinct\", \"sample\", \"filter\" or \"default\"";
+		break;
+	case SPEC_EX_CASE:
+		if (strcmp(key, "default") == 0)
+			return parse_default(p, v, at, depth, out);
+		expected = "\"default\"";
+		break;
+	case SPEC_EX_CAST:
+		if (strcmp(key, "to") == 0)
+			return get_name(p, v, at, "a type name", &out->name);
+		expected = "\"to\"";
+		break;
+	default:
+		return pf_err_set(p->err, 400, "bad_spec", at,
+				  "unknown key \"%s\" in a \"%s\" expression, "
+				  "which takes no options",
+				  key, op);
+	}
+	return pf_err_set(p->err, 400, "bad_spec", at,
+			  "unknown key \"%s\" in a \"%s\" expression; "
+			  "expected %s",
+			  key, op, expected);
+}
+
+/* An EXPR object: its one '$' key, then its options in key order. */
+static int parse_expr_object(struct parser *p, json_t *obj, int depth,
+			     struct spec_expr *out)
+{
+	const char *op = NULL, *key;
+	json_t *v;
+	char *at = NULL;
+	int rc = -1;
+
+	json_object_foreach (obj, key, v) {
+		if (key[0] != '$')
+			continue;
+		if (op) {
+			pf_err_set(p->err, 400, "bad_spec", out->at,
+				   "two operators, \"%s\" and \"%s\", in one "
+				   "expression; a literal object is written "
+				   "{\"$value\": {...}}",
+				   op, key);
+			goto out;
+		}
+		op = key;
+	}
+	if (!op) {
+		pf_err_set(p->err, 400, "bad_spec", out->at,
+			   "expected an expression (an object with one "
+			   "\"$\" key, such as {\"$f\": \"field\"}), got an "
+			   "object without one; a literal object is written "
+			   "{\"$value\": {...}}");
+		goto out;
+	}
+	at = path_key(out->at, op);
+	if (!at) {
+		oom(p);
+		goto out;
+	}
+	if (parse_operator(p, op, json_object_get(obj, op), at, depth, out) < 0)
+		goto out;
+	json_object_foreach (obj, key, v) {
+		if (key[0] == '$')
+			continue;
+		free(at);
+		at = path_key(out->at, key);
+		if (!at) {
+			oom(p);
+			goto out;
+		}
+		if (parse_option(p, op, key, v, at, depth, out) < 0)
+			goto out;
+	}
+	if (out->kind == SPEC_EX_CAST && !out->name) {
+		missing_key(p, out->at, "to",
+			    "\"$cast\" needs \"to\", the type to cast to");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(at);
+	return rc;
+}
+
+/*
+ * An expression at at (copied into out->at). An object is an EXPR and one
+ * level of nesting (depth, which counts it); a string is a field path or a
+ * literal by mode; other scalars are literals. An array is refused: a
+ * literal array is {"$value": [...]}, so that a list of operands never
+ * reads as one.
+ */
+static int parse_expr(struct parser *p, json_t *v, const char *at, int depth,
+		      enum str_mode mode, struct spec_expr *out)
+{
+	out->at = strdup(at);
+	if (!out->at)
+		return oom(p);
+	if (json_is_object(v)) {
+		if (depth > p->max_depth)
+			return too_deep(p, at);
+		return parse_expr_object(p, v, depth, out);
+	}
+	if (json_is_array(v))
+		return pf_err_set(p->err, 400, "bad_spec", at,
+				  "expected an expression or a scalar, got an "
+				  "array; a literal array is written "
+				  "{\"$value\": [...]}");
+	if (json_is_string(v) && mode == STR_FIELD) {
+		out->kind = SPEC_EX_FIELD;
+		return get_name(p, v, at, "a field path", &out->name);
+	}
+	out->kind = SPEC_EX_VALUE;
+	return parse_value(p, v, at, false, &out->value);
+}
+
+/* ---- conditions ---- */
+
+/* The operands that "in", "range" and "isnull" need: an expression is
+ * refused for them, as spec cannot tell what it evaluates to. */
+static int check_term_value(struct parser *p, const char *key, json_t *v,
+			    bool expr, const char *at)
+{
+	const char *what = expr ? "an expression" : type_name(v);
+
+	if (ends_with(key, "__in") && (expr || !json_is_array(v)))
+		return pf_err_set(p->err, 400, "bad_spec", at,
+				  "'in' needs an array of values, not %s",
+				  what);
+	if (ends_with(key, "__range") &&
+	    (expr || !json_is_array(v) || json_array_size(v) != 2 ||
+	     !is_scalar(json_array_get(v, 0)) ||
+	     !is_scalar(json_array_get(v, 1))))
+		return pf_err_set(p->err, 400, "bad_spec", at,
+				  "'range' needs [low, high]: an array of "
+				  "exactly two scalar values");
+	if (ends_with(key, "__isnull") && (expr || !json_is_boolean(v)))
+		return pf_err_set(p->err, 400, "bad_spec", at,
+				  "'isnull' needs true or false, not %s", what);
+	return 0;
+}
+
+/*
+ * A term of the condition object at depth. Its value is a literal, or an
+ * expression when it is an object with a '$' key (DESIGN.md §6.1), one
+ * level deeper. {"$value": X} alone is X as a literal, so that a jsonb
+ * column can be compared with any object.
+ */
+static int parse_term(struct parser *p, const char *key, json_t *v, int depth,
 		      struct spec_cond *out)
 {
+	const char *op = expr_operator(v);
+	char *value_at = NULL;
+	int rc = -1;
+
 	out->kind = SPEC_TERM;
 	if (check_name_text(p, key, strlen(key), out->at, "a lookup") < 0)
 		return -1;
-	if (ends_with(key, "__in") && !json_is_array(v))
-		return pf_err_set(p->err, 400, "bad_spec", out->at,
-				  "'in' needs an array of values, not %s",
-				  type_name(v));
-	if (ends_with(key, "__range") &&
-	    (!json_is_array(v) || json_array_size(v) != 2 ||
-	     !is_scalar(json_array_get(v, 0)) ||
-	     !is_scalar(json_array_get(v, 1))))
-		return pf_err_set(p->err, 400, "bad_spec", out->at,
-				  "'range' needs [low, high]: an array of "
-				  "exactly two scalar values");
-	if (ends_with(key, "__isnull") && !json_is_boolean(v))
-		return pf_err_set(p->err, 400, "bad_spec", out->at,
-				  "'isnull' needs true or false, not %s",
-				  type_name(v));
+	if (op && strcmp(op, "$value") == 0 && json_object_size(v) == 1) {
+		v = json_object_get(v, op);
+		op = NULL;
+		value_at = path_key(out->at, "$value");
+		if (!value_at)
+			return oom(p);
+	}
+	if (check_term_value(p, key, v, op != NULL, out->at) < 0)
+		goto out;
 	if (dup_to(p, key, &out->lookup) < 0)
-		return -1;
-	return parse_value(p, v, out->at, false, &out->value);
+		goto out;
+	if (!op) {
+		rc = parse_value(p, v, value_at ? value_at : out->at, false,
+				 &out->value);
+		goto out;
+	}
+	out->rhs = calloc(1, sizeof(*out->rhs));
+	if (!out->rhs) {
+		oom(p);
+		goto out;
+	}
+	rc = parse_expr(p, v, out->at, depth + 1, STR_FIELD, out->rhs);
+out:
+	free(value_at);
+	return rc;
 }
 
 /* "$and" / "$or": an array of conditions. */
@@ -531,7 +1069,7 @@ static int parse_cond_list(struct parser *p, const char *key, json_t *v,
 	return 0;
 }
 
-/* One key of a condition object: a term or "$and"/"$or"/"$not". */
+/* One key of a condition object: a term or "$and"/"$or"/"$not"/"$exists". */
 static int parse_cond_key(struct parser *p, const char *obj_at, const char *key,
 			  json_t *v, int depth, struct spec_cond *out)
 {
@@ -539,7 +1077,7 @@ static int parse_cond_key(struct parser *p, const char *obj_at, const char *key,
 	if (!out->at)
 		return oom(p);
 	if (key[0] != '$')
-		return parse_term(p, key, v, out);
+		return parse_term(p, key, v, depth, out);
 	if (strcmp(key, "$and") == 0 || strcmp(key, "$or") == 0)
 		return parse_cond_list(p, key, v, depth, out);
 	if (strcmp(key, "$not") == 0) {
@@ -550,9 +1088,15 @@ static int parse_cond_key(struct parser *p, const char *obj_at, const char *key,
 		out->nchildren = 1;
 		return parse_cond(p, v, out->at, depth + 1, out->children);
 	}
+	if (strcmp(key, "$exists") == 0) {
+		out->kind = SPEC_EXISTS;
+		return parse_inner_queryset(p, key, v, out->at, depth,
+					    &out->exists);
+	}
 	return pf_err_set(p->err, 400, "bad_spec", out->at,
 			  "unknown key \"%s\" in condition; expected a lookup "
-			  "or one of \"$and\", \"$or\", \"$not\"",
+			  "or one of \"$and\", \"$or\", \"$not\", "
+			  "\"$exists\"",
 			  key);
 }
 
@@ -569,10 +1113,7 @@ static int parse_cond(struct parser *p, json_t *v, const char *at, int depth,
 	size_t i = 0, n;
 
 	if (depth > p->max_depth)
-		return pf_err_set(p->err, 400, "bad_spec", at,
-				  "nesting too deep (at most %d levels of "
-				  "conditions and Prefetch querysets)",
-				  p->max_depth);
+		return too_deep(p, at);
 	if (!json_is_object(v))
 		return pf_err_set(p->err, 400, "bad_spec", at,
 				  "expected a condition (an object of "
@@ -649,7 +1190,7 @@ static int parse_prefetch_object(struct parser *p, json_t *obj, int depth,
 				oom(p);
 				goto out;
 			}
-			if (parse_queryset(p, v, at, false, depth + 1,
+			if (parse_queryset(p, v, at, QS_PREFETCH, depth + 1,
 					   pf->queryset) < 0)
 				goto out;
 		} else {
@@ -717,8 +1258,137 @@ static int parse_prefetch_related(struct parser *p, json_t *v, const char *at,
 	return 0;
 }
 
+/* "annotate" / "aggregate" (key): {NAME: EXPR | ARG, ...} in key order,
+ * each entry at "<at>.NAME", its expression one level below depth. */
+static int parse_annotations(struct parser *p, json_t *v, const char *key,
+			     const char *at, int depth,
+			     struct spec_annotation **out, size_t *nout)
+{
+	const char *name;
+	json_t *item;
+	size_t i = 0, n;
+
+	if (!json_is_object(v))
+		return pf_err_set(p->err, 400, "bad_spec", at,
+				  "\"%s\" must be an object of names and "
+				  "expressions, not %s",
+				  key, type_name(v));
+	n = json_object_size(v);
+	if (n == 0)
+		return 0;
+	*out = calloc(n, sizeof(**out));
+	if (!*out)
+		return oom(p);
+	*nout = n;
+	json_object_foreach (v, name, item) {
+		struct spec_annotation *a = &(*out)[i++];
+
+		a->at = path_key(at, name);
+		if (!a->at)
+			return oom(p);
+		if (check_name_text(p, name, strlen(name), a->at,
+				    "an annotation name") < 0)
+			return -1;
+		if (dup_to(p, name, &a->name) < 0)
+			return -1;
+		if (parse_expr(p, item, a->at, depth + 1, STR_FIELD, &a->expr) <
+		    0)
+			return -1;
+	}
+	return 0;
+}
+
+static int parse_values(struct parser *p, json_t *v, const char *at,
+			struct spec_queryset *qs)
+{
+	/* Checked here, not after the loop: the second would leak the first. */
+	if (qs->has_values)
+		return pf_err_set(p->err, 400, "bad_spec", at,
+				  "\"values\" and \"values_list\" cannot both "
+				  "be given");
+	qs->has_values = true;
+	return parse_names(p, v, "values", at, "a field or annotation name",
+			   "field or annotation names", &qs->values,
+			   &qs->nvalues);
+}
+
+/* "values_list": {"fields": [ENTRY, ...], "flat": bool}; "fields" is
+ * required ([] is Django's values_list() of every field). */
+static int parse_values_list(struct parser *p, json_t *v, const char *at,
+			     struct spec_queryset *qs)
+{
+	const char *key;
+	json_t *item;
+	char *key_at = NULL;
+	bool has_fields = false;
+	int rc = -1;
+
+	if (qs->has_values)
+		return pf_err_set(p->err, 400, "bad_spec", at,
+				  "\"values\" and \"values_list\" cannot both "
+				  "be given");
+	if (!json_is_object(v))
+		return pf_err_set(p->err, 400, "bad_spec", at,
+				  "\"values_list\" must be an object "
+				  "{\"fields\": [...], \"flat\": bool}, not %s",
+				  type_name(v));
+	qs->has_values = true;
+	qs->values_list = true;
+	json_object_foreach (v, key, item) {
+		free(key_at);
+		key_at = path_key(at, key);
+		if (!key_at) {
+			oom(p);
+			goto out;
+		}
+		if (strcmp(key, "fields") == 0) {
+			has_fields = true;
+			if (parse_names(p, item, key, key_at,
+					"a field or annotation name",
+					"field or annotation names",
+					&qs->values, &qs->nvalues) < 0)
+				goto out;
+		} else if (strcmp(key, "flat") == 0) {
+			if (!json_is_boolean(item)) {
+				pf_err_set(p->err, 400, "bad_spec", key_at,
+					   "\"flat\" must be true or false, "
+					   "not %s",
+					   type_name(item));
+				goto out;
+			}
+			qs->flat = json_is_true(item);
+		} else {
+			pf_err_set(p->err, 400, "bad_spec", key_at,
+				   "unknown key \"%s\" in values_list; "
+				   "expected \"fields\" or \"flat\"",
+				   key);
+			goto out;
+		}
+	}
+	if (!has_fields) {
+		missing_key(p, at, "fields",
+			    "\"values_list\" needs \"fields\"");
+		goto out;
+	}
+	/* Django allows flat with no fields (the pk); DESIGN.md §6.4 does
+	 * not, as "fields": [] would then be two different things. */
+	if (qs->flat && qs->nvalues != 1) {
+		missing_key(p, at, "flat",
+			    qs->nvalues > 1
+				    ? "'flat' is not valid when values_list is "
+				      "called with more than one field."
+				    : "'flat' needs exactly one entry in "
+				      "\"fields\"");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(key_at);
+	return rc;
+}
+
 static int parse_queryset_key(struct parser *p, const char *key, json_t *v,
-			      const char *at, int depth,
+			      const char *at, enum qs_place place, int depth,
 			      struct spec_queryset *qs)
 {
 	if (strcmp(key, "model") == 0)
@@ -758,18 +1428,67 @@ static int parse_queryset_key(struct parser *p, const char *key, json_t *v,
 				   &qs->nselect_related);
 	if (strcmp(key, "prefetch_related") == 0)
 		return parse_prefetch_related(p, v, at, depth, qs);
+	if (strcmp(key, "annotate") == 0)
+		return parse_annotations(p, v, key, at, depth, &qs->annotate,
+					 &qs->nannotate);
+	if (strcmp(key, "aggregate") == 0) {
+		if (place != QS_TOP)
+			return pf_err_set(p->err, 400, "bad_spec", at,
+					  "\"aggregate\" is allowed in the "
+					  "top-level queryset only, not in %s",
+					  place == QS_PREFETCH
+						  ? "a Prefetch queryset"
+						  : "a subquery");
+		qs->has_aggregate = true;
+		return parse_annotations(p, v, key, at, depth, &qs->aggregate,
+					 &qs->naggregate);
+	}
+	if (strcmp(key, "values") == 0)
+		return parse_values(p, v, at, qs);
+	if (strcmp(key, "values_list") == 0)
+		return parse_values_list(p, v, at, qs);
 	return pf_err_set(p->err, 400, "bad_spec", at,
 			  "unknown key \"%s\" in queryset; expected one of "
 			  "model, only, defer, filter, exclude, order_by, "
 			  "distinct, offset, limit, select_related, "
-			  "prefetch_related",
+			  "prefetch_related, annotate, aggregate, values, "
+			  "values_list",
 			  key);
+}
+
+/* Checks between keys, once all are parsed. */
+static int check_queryset(struct parser *p, json_t *obj, enum qs_place place,
+			  struct spec_queryset *qs)
+{
+	const char *vkey = qs->values_list ? "values_list" : "values";
+	const char *other = json_object_get(obj, "only") ? "only" : "defer";
+	char *at;
+
+	if (place != QS_PREFETCH && !qs->model)
+		return missing_key(
+			p, qs->at, "model",
+			place == QS_TOP ? "\"model\" is required in the "
+					  "top-level queryset"
+					: "\"model\" is required in the "
+					  "queryset of $exists and $subquery");
+	if (!qs->has_values || !json_object_get(obj, other))
+		return 0;
+	at = path_key(qs->at, vkey);
+	if (!at)
+		return oom(p);
+	pf_err_set(p->err, 400, "bad_spec", at,
+		   "\"%s\" cannot be combined with \"%s\": the entries "
+		   "of \"%s\" are the fields returned",
+		   vkey, other, vkey);
+	free(at);
+	return -1;
 }
 
 /* Fills qs (zeroed by the caller; on error it may be partly filled and
  * spec_free-able). depth counts this queryset: 1 at the top. */
 static int parse_queryset(struct parser *p, json_t *obj, const char *at,
-			  bool top, int depth, struct spec_queryset *qs)
+			  enum qs_place place, int depth,
+			  struct spec_queryset *qs)
 {
 	const char *key;
 	json_t *v;
@@ -780,24 +1499,17 @@ static int parse_queryset(struct parser *p, json_t *obj, const char *at,
 	if (!qs->at)
 		return oom(p);
 	if (depth > p->max_depth)
-		return pf_err_set(p->err, 400, "bad_spec", at,
-				  "nesting too deep (at most %d levels of "
-				  "conditions and Prefetch querysets)",
-				  p->max_depth);
+		return too_deep(p, at);
 	json_object_foreach (obj, key, v) {
 		key_at = path_key(at, key);
 		if (!key_at)
 			return oom(p);
-		rc = parse_queryset_key(p, key, v, key_at, depth, qs);
+		rc = parse_queryset_key(p, key, v, key_at, place, depth, qs);
 		free(key_at);
 		if (rc < 0)
 			return -1;
 	}
-	if (top && !qs->model)
-		return pf_err_set(p->err, 400, "bad_spec", "model",
-				  "\"model\" is required in the top-level "
-				  "queryset");
-	return 0;
+	return check_queryset(p, obj, place, qs);
 }
 
 struct spec_queryset *spec_parse(const char *body, size_t len,
@@ -856,7 +1568,7 @@ struct spec_queryset *spec_parse(const char *body, size_t len,
 		oom(&p);
 		goto fail;
 	}
-	if (parse_queryset(&p, root, "", true, 1, qs) < 0)
+	if (parse_queryset(&p, root, "", QS_TOP, 1, qs) < 0)
 		goto fail;
 	json_decref(root);
 	return qs;
@@ -874,12 +1586,16 @@ static void value_cleanup(struct spec_value *v)
 	free(v->text);
 }
 
+static void expr_free(struct spec_expr *e);
+
 static void cond_cleanup(struct spec_cond *c)
 {
 	for (size_t i = 0; i < c->nchildren; i++)
 		cond_cleanup(&c->children[i]);
 	free(c->children);
 	value_cleanup(&c->value);
+	expr_free(c->rhs);
+	spec_free(c->exists);
 	free(c->lookup);
 	free(c->at);
 }
@@ -890,6 +1606,43 @@ static void cond_free(struct spec_cond *c)
 		return;
 	cond_cleanup(c);
 	free(c);
+}
+
+static void expr_cleanup(struct spec_expr *e)
+{
+	for (size_t i = 0; i < e->nargs; i++)
+		expr_cleanup(&e->args[i]);
+	free(e->args);
+	for (size_t i = 0; i < e->nwhens; i++) {
+		cond_free(e->whens[i].when);
+		expr_free(e->whens[i].then);
+		free(e->whens[i].at);
+	}
+	free(e->whens);
+	cond_free(e->filter);
+	expr_free(e->dflt);
+	spec_free(e->query);
+	value_cleanup(&e->value);
+	free(e->name);
+	free(e->at);
+}
+
+static void expr_free(struct spec_expr *e)
+{
+	if (!e)
+		return;
+	expr_cleanup(e);
+	free(e);
+}
+
+static void annotations_free(struct spec_annotation *a, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		expr_cleanup(&a[i].expr);
+		free(a[i].name);
+		free(a[i].at);
+	}
+	free(a);
 }
 
 static void names_free(struct spec_name *names, size_t n)
@@ -908,6 +1661,9 @@ void spec_free(struct spec_queryset *qs)
 	names_free(qs->only, qs->nonly);
 	names_free(qs->defer, qs->ndefer);
 	names_free(qs->select_related, qs->nselect_related);
+	names_free(qs->values, qs->nvalues);
+	annotations_free(qs->annotate, qs->nannotate);
+	annotations_free(qs->aggregate, qs->naggregate);
 	cond_free(qs->filter);
 	cond_free(qs->exclude);
 	for (size_t i = 0; i < qs->norder_by; i++) {

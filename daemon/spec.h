@@ -34,6 +34,8 @@ struct spec_value {
 	char *text;
 	struct spec_value *items; /* SPEC_ARRAY only */
 	size_t nitems;
+	bool real; /* SPEC_NUMBER written with a fraction or exponent (3.0):
+		      a float, as Python's 3.0 is */
 };
 
 struct spec_expr;
@@ -43,9 +45,11 @@ struct spec_queryset;
  * the raw key, e.g. "author__name__icontains". Several keys in one JSON
  * object become a SPEC_AND of terms, in key order. A term's value is an
  * expression when it is an object with exactly one key that starts with
- * '$' (DESIGN.md §6.1: {"pages__gt": {"$f": "sales"}}); {"$value": ...}
- * is unwrapped into a plain value. {"$exists": QUERYSET} is a term of its
- * own (SPEC_EXISTS). */
+ * '$' (DESIGN.md §6.1: {"pages__gt": {"$f": "sales"}}); an object with two
+ * is a 400, not a literal. {"$value": X} alone is unwrapped into a plain
+ * value (then rhs is NULL). An expression is refused for "in", "range" and
+ * "isnull". {"$exists": QUERYSET} is a term of its own (SPEC_EXISTS), at
+ * "<condition at>.$exists", which is also its queryset's at. */
 enum spec_cond_kind {
 	SPEC_TERM,
 	SPEC_AND,
@@ -58,10 +62,10 @@ struct spec_cond {
 	enum spec_cond_kind kind;
 	char *at;     /* "filter.title__icontains", "exclude.$or[1]" */
 	char *lookup; /* SPEC_TERM */
-	struct spec_value value;    /* SPEC_TERM, when rhs is NULL */
-	struct spec_expr *rhs;	    /* SPEC_TERM: the value as an expression */
+	struct spec_value value; /* SPEC_TERM, when rhs is NULL */
+	struct spec_expr *rhs;	 /* SPEC_TERM: the value as an expression */
 	struct spec_queryset *exists; /* SPEC_EXISTS: the inner queryset */
-	struct spec_cond *children; /* AND/OR: n children; NOT: exactly 1 */
+	struct spec_cond *children;   /* AND/OR: n children; NOT: exactly 1 */
 	size_t nchildren;
 };
 
@@ -96,11 +100,14 @@ struct spec_when {
 
 struct spec_expr {
 	enum spec_expr_kind kind;
-	/* "annotate.n_books", "annotate.x.$add[1]", "filter.pages__gt" */
+	/* "annotate.n_books", "annotate.x.$add[1]", "filter.pages__gt": an
+	 * operand is at "<at>.$name" (single) or "<at>.$name[i]" (list form),
+	 * $cast's at "<at>.$cast", an option at "<at>.filter" /
+	 * "<at>.default", a query's at "<at>.$exists" / "<at>.$subquery". */
 	char *at;
 	struct spec_value value; /* SPEC_EX_VALUE */
 	char *name;
-	int outer_depth;	 /* SPEC_EX_OUTER */
+	int outer_depth; /* SPEC_EX_OUTER */
 	/* SPEC_EX_CALL: the operands in order; a single operand given
 	 * without an array ({"$lower": "name"}) is one arg, and list_form
 	 * says which form was used ({"$lower": ["name"]} is also one). */
@@ -176,7 +183,9 @@ struct spec_queryset {
 	size_t naggregate;
 	bool has_aggregate;
 	/* "values": [...] or "values_list": {"fields": [...], "flat": b};
-	 * has_values for either, values_list for the second. */
+	 * has_values for either, values_list for the second. "fields" is
+	 * required (may be []); flat needs exactly one; entries are at
+	 * "values[i]" / "values_list.fields[i]". */
 	struct spec_name *values;
 	size_t nvalues;
 	bool has_values;
@@ -185,10 +194,15 @@ struct spec_queryset {
 };
 
 /* Limits of the shape of a request, enforced while parsing (400 bad_spec).
- * max_depth counts nested queryset and condition objects together: the top
- * queryset is level 1, its "filter" object level 2, each "$and"/"$or" item
- * or "$not" operand one more, a Prefetch "queryset" one more than the
- * queryset holding it. A field <= 0 means its default. */
+ * max_depth counts nested queryset, condition and expression objects
+ * together: the top queryset is level 1, its "filter" object level 2, each
+ * "$and"/"$or" item or "$not" operand one more, a Prefetch "queryset" one
+ * more than the queryset holding it. An expression object is one more than
+ * what holds it (an "annotate" value than its queryset, a term's value than
+ * its condition object, an operand, "then" or "default" than its
+ * expression), as are an expression's "filter"/"when" condition and a
+ * $exists/$subquery queryset; a scalar or a field path adds no level.
+ * A field <= 0 means its default. */
 #define SPEC_DEFAULT_MAX_DEPTH 16
 #define SPEC_DEFAULT_MAX_LOOKUPS 64
 #define SPEC_MAX_NAME 200 /* bytes in a name or lookup */
@@ -202,7 +216,9 @@ struct spec_limits {
  * with spec_free), or NULL with err set: 400 bad_json when the body is not
  * JSON, 400 bad_spec when it is not a queryset (missing or unknown key,
  * wrong JSON type, "in" without an array, "range" without two bounds,
- * negative slice), each with the precise "at" path. limits may be NULL. */
+ * negative slice, an expression of the wrong shape, "aggregate" below the
+ * top, "values"/"values_list" with "only"/"defer"), each with the precise
+ * "at" path. limits may be NULL. */
 struct spec_queryset *spec_parse(const char *body, size_t len,
 				 const struct spec_limits *limits,
 				 struct pf_err *err);

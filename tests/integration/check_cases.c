@@ -10,6 +10,9 @@
  *    "status": 422, "error": {"code": "...", "at": "...",
  *                             "message": "part of the message"}}
  *
+ * A request with "aggregate" is answered {"aggregate": {...}}: its
+ * expectation is that object rather than the results array.
+ *
  * Expected results are derived independently of prefetchd: a hand-written
  * SQL query (to_json/json_agg over the same rows) or JSON that was read and
  * checked by hand. A new case is a new entry in a file.
@@ -131,7 +134,13 @@ START_TEST(test_case)
 					    : 0),
 			"%s: %ld statements reached PostgreSQL", name, counted);
 	} else {
-		json_t *got = json_object_get(res.json, "results");
+		/* An "aggregate" request answers {"aggregate": {...}} instead
+		 * of "results" (DESIGN.md §6.5). */
+		json_t *got = json_object_get(
+			res.json, json_object_get(json_object_get(c, "request"),
+						  "aggregate")
+					  ? "aggregate"
+					  : "results");
 		json_t *want =
 			expect_sql ? db_json(expect_sql)
 				   : json_incref(json_object_get(c, "expect"));

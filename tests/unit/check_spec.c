@@ -231,6 +231,235 @@ static const struct bad_case bad_cases[] = {
 	 "prefetch_related[0].queryset.prefetch_related[0].queryset."
 	 "order_by[0]",
 	 NULL},
+	/* queryset keys of DESIGN.md §6 */
+	{"{\"model\":\"b\",\"annotation\":{}}", 400, "bad_spec", "annotation",
+	 "annotate, aggregate, values, values_list"},
+	{"{\"model\":\"b\",\"annotate\":[]}", 400, "bad_spec", "annotate",
+	 "\"annotate\" must be an object"},
+	{"{\"model\":\"b\",\"annotate\":{\"\":\"x\"}}", 400, "bad_spec",
+	 "annotate.", "an annotation name, got an empty string"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":\"\"}}", 400, "bad_spec",
+	 "annotate.n", "a field path"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":[1]}}", 400, "bad_spec",
+	 "annotate.n", "got an array"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"a\":1}}}", 400, "bad_spec",
+	 "annotate.n", "expected an expression"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{}}}", 400, "bad_spec",
+	 "annotate.n", "expected an expression"},
+	{"{\"model\":\"b\",\"aggregate\":\"x\"}", 400, "bad_spec", "aggregate",
+	 "\"aggregate\" must be an object"},
+	{"{\"model\":\"b\",\"aggregate\":{\"t\":{\"$sum\":[[1]]}}}", 400,
+	 "bad_spec", "aggregate.t.$sum[0]", "got an array"},
+	{"{\"model\":\"b\",\"prefetch_related\":[{\"lookup\":\"a\","
+	 "\"queryset\":{\"aggregate\":{\"n\":{\"$count\":\"id\"}}}}]}",
+	 400, "bad_spec", "prefetch_related[0].queryset.aggregate",
+	 "top-level queryset only, not in a Prefetch queryset"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$subquery\":{\"model\":\"a\","
+	 "\"aggregate\":{\"m\":{\"$max\":\"x\"}}}}}}",
+	 400, "bad_spec", "annotate.n.$subquery.aggregate",
+	 "not in a subquery"},
+	{"{\"model\":\"b\",\"filter\":{\"$exists\":{\"model\":\"a\","
+	 "\"aggregate\":{}}}}",
+	 400, "bad_spec", "filter.$exists.aggregate", "top-level"},
+	{"{\"model\":\"b\",\"values\":\"x\"}", 400, "bad_spec", "values",
+	 "\"values\" must be an array"},
+	{"{\"model\":\"b\",\"values\":[\"a\",1]}", 400, "bad_spec", "values[1]",
+	 NULL},
+	{"{\"model\":\"b\",\"values\":[\"\"]}", 400, "bad_spec", "values[0]",
+	 "empty string"},
+	{"{\"model\":\"b\",\"values\":[\"a\"],\"only\":[\"a\"]}", 400,
+	 "bad_spec", "values", "cannot be combined with \"only\""},
+	{"{\"model\":\"b\",\"defer\":[],\"values_list\":{\"fields\":[]}}", 400,
+	 "bad_spec", "values_list", "cannot be combined with \"defer\""},
+	{"{\"model\":\"b\",\"values\":[\"a\"],\"values_list\":{\"fields\":[]}}",
+	 400, "bad_spec", "values_list", "cannot both be given"},
+	{"{\"model\":\"b\",\"values_list\":{\"fields\":[]},\"values\":[]}", 400,
+	 "bad_spec", "values", "cannot both be given"},
+	{"{\"model\":\"b\",\"values_list\":[\"a\"]}", 400, "bad_spec",
+	 "values_list", "must be an object"},
+	{"{\"model\":\"b\",\"values_list\":{\"flat\":false}}", 400, "bad_spec",
+	 "values_list.fields", "needs \"fields\""},
+	{"{\"model\":\"b\",\"values_list\":{\"fields\":[\"a\"],\"named\":true}"
+	 "}",
+	 400, "bad_spec", "values_list.named",
+	 "unknown key \"named\" in values_list"},
+	{"{\"model\":\"b\",\"values_list\":{\"fields\":\"a\"}}", 400,
+	 "bad_spec", "values_list.fields", "\"fields\" must be an array"},
+	{"{\"model\":\"b\",\"values_list\":{\"fields\":[\"a\",null]}}", 400,
+	 "bad_spec", "values_list.fields[1]", NULL},
+	{"{\"model\":\"b\",\"values_list\":{\"fields\":[\"a\"],\"flat\":1}}",
+	 400, "bad_spec", "values_list.flat", "must be true or false"},
+	{"{\"model\":\"b\",\"values_list\":{\"fields\":[\"a\",\"b\"],"
+	 "\"flat\":true}}",
+	 400, "bad_spec", "values_list.flat",
+	 "'flat' is not valid when values_list is called with more than one "
+	 "field."},
+	{"{\"model\":\"b\",\"values_list\":{\"flat\":true,\"fields\":[]}}", 400,
+	 "bad_spec", "values_list.flat", "'flat' needs exactly one entry"},
+
+	/* expressions: the operator key */
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$count\":\"x\","
+	 "\"$sum\":\"y\"}}}",
+	 400, "bad_spec", "annotate.n",
+	 "two operators, \"$count\" and \"$sum\""},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$Count\":\"x\"}}}", 400,
+	 "bad_spec", "annotate.n.$Count", "is not an operator"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$\":\"x\"}}}", 400,
+	 "bad_spec", "annotate.n.$", "is not an operator"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$x-y\":\"x\"}}}", 400,
+	 "bad_spec", "annotate.n.$x-y", "is not an operator"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$f\":1}}}", 400, "bad_spec",
+	 "annotate.n.$f", "a field path"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$f\":\"\"}}}", 400,
+	 "bad_spec", "annotate.n.$f", "empty string"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$f\":\"a\",\"to\":1}}}", 400,
+	 "bad_spec", "annotate.n.to", "which takes no options"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$value\":\"\\u0000\"}}}", 400,
+	 "bad_spec", "annotate.n.$value", "NUL"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$value\":[\"\\u0000\"]}}}",
+	 400, "bad_spec", "annotate.n.$value[0]", "NUL"},
+
+	/* expressions: operands and options of a call */
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$coalesce\":[\"a\",[1]]}}}",
+	 400, "bad_spec", "annotate.n.$coalesce[1]", "got an array"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$coalesce\":[\"a\","
+	 "{\"b\":1}]}}}",
+	 400, "bad_spec", "annotate.n.$coalesce[1]", "expected an expression"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$lower\":\"\"}}}", 400,
+	 "bad_spec", "annotate.n.$lower", "a field path"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$add\":[\"a\\u0000\",1]}}}",
+	 400, "bad_spec", "annotate.n.$add[0]", "NUL"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$add\":[{\"$f\":\"\"},1]}}}",
+	 400, "bad_spec", "annotate.n.$add[0].$f", "empty string"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$count\":\"x\","
+	 "\"distinct\":1}}}",
+	 400, "bad_spec", "annotate.n.distinct", "must be true or false"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$variance\":\"x\","
+	 "\"sample\":\"yes\"}}}",
+	 400, "bad_spec", "annotate.n.sample", "not a string"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$count\":\"x\","
+	 "\"filter\":[]}}}",
+	 400, "bad_spec", "annotate.n.filter", "expected a condition"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$count\":\"x\","
+	 "\"filter\":{\"pages__gt\":{\"$f\":\"\"}}}}}",
+	 400, "bad_spec", "annotate.n.filter.pages__gt.$f", "empty string"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$sum\":\"x\","
+	 "\"default\":[0]}}}",
+	 400, "bad_spec", "annotate.n.default", "got an array"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$count\":\"x\","
+	 "\"distinct\":true,\"over\":1}}}",
+	 400, "bad_spec", "annotate.n.over",
+	 "unknown key \"over\" in a \"$count\" expression; expected "
+	 "\"distinct\", \"sample\", \"filter\" or \"default\""},
+
+	/* expressions: $outer, $case, $cast, $exists, $subquery */
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$outer\":1}}}", 400,
+	 "bad_spec", "annotate.n.$outer", "a field path"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$outer\":{\"$f\":\"x\"}}}}",
+	 400, "bad_spec", "annotate.n.$outer", "takes a field path"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$outer\":{\"$outer\":\"\"}}}"
+	 "}",
+	 400, "bad_spec", "annotate.n.$outer.$outer", "empty string"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$outer\":{\"$outer\":"
+	 "{\"$outer\":\"x\"}}}}}",
+	 400, "bad_spec", "annotate.n.$outer.$outer", "at most two"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$case\":[]}}}", 400,
+	 "bad_spec", "annotate.n.$case", "not an empty array"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$case\":{}}}}", 400,
+	 "bad_spec", "annotate.n.$case", "non-empty array"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$case\":[1]}}}", 400,
+	 "bad_spec", "annotate.n.$case[0]", "got an integer"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$case\":[{\"when\":{\"a\":1}}"
+	 "]}}}",
+	 400, "bad_spec", "annotate.n.$case[0].then", "needs \"then\""},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$case\":[{\"when\":{\"a\":1},"
+	 "\"then\":1},{\"then\":2}]}}}",
+	 400, "bad_spec", "annotate.n.$case[1].when", "needs \"when\""},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$case\":[{\"when\":{\"a\":1},"
+	 "\"then\":1,\"else\":2}]}}}",
+	 400, "bad_spec", "annotate.n.$case[0].else",
+	 "unknown key \"else\" in a \"$case\" entry"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$case\":[{\"when\":{},"
+	 "\"then\":1}]}}}",
+	 400, "bad_spec", "annotate.n.$case[0].when", "An empty Q()"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$case\":[{\"when\":"
+	 "{\"a__in\":1},\"then\":1}]}}}",
+	 400, "bad_spec", "annotate.n.$case[0].when.a__in", "'in' needs"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$case\":[{\"when\":{\"a\":1},"
+	 "\"then\":[1]}]}}}",
+	 400, "bad_spec", "annotate.n.$case[0].then", "got an array"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$case\":[{\"when\":{\"a\":1},"
+	 "\"then\":1}],\"default\":{\"x\":1}}}}",
+	 400, "bad_spec", "annotate.n.default", "expected an expression"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$case\":[{\"when\":{\"a\":1},"
+	 "\"then\":1}],\"distinct\":true}}}",
+	 400, "bad_spec", "annotate.n.distinct", "expected \"default\""},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$cast\":\"x\"}}}", 400,
+	 "bad_spec", "annotate.n.to", "\"$cast\" needs \"to\""},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$cast\":\"x\",\"to\":1}}}",
+	 400, "bad_spec", "annotate.n.to", "a type name"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$cast\":[\"x\"],"
+	 "\"to\":\"integer\"}}}",
+	 400, "bad_spec", "annotate.n.$cast", "got an array"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$cast\":\"x\","
+	 "\"to\":\"integer\",\"default\":0}}}",
+	 400, "bad_spec", "annotate.n.default", "expected \"to\""},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$exists\":\"book\"}}}", 400,
+	 "bad_spec", "annotate.n.$exists", "must be a queryset object"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$exists\":{}}}}", 400,
+	 "bad_spec", "annotate.n.$exists.model", "\"model\" is required"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$subquery\":{\"model\":\"a\","
+	 "\"limit\":-1}}}}",
+	 400, "bad_spec", "annotate.n.$subquery.limit", "Negative indexing"},
+	{"{\"model\":\"b\",\"annotate\":{\"n\":{\"$exists\":{\"model\":\"a\"},"
+	 "\"distinct\":true}}}",
+	 400, "bad_spec", "annotate.n.distinct", "which takes no options"},
+	{"{\"model\":\"b\",\"prefetch_related\":[{\"lookup\":\"a\","
+	 "\"queryset\":{\"annotate\":{\"n\":{\"$sum\":\"x\","
+	 "\"filter\":{\"$or\":[]}}}}}]}",
+	 400, "bad_spec", "prefetch_related[0].queryset.annotate.n.filter.$or",
+	 "at least one"},
+
+	/* expressions in conditions, and $exists as a term */
+	{"{\"model\":\"b\",\"filter\":{\"id__in\":{\"$f\":\"x\"}}}", 400,
+	 "bad_spec", "filter.id__in",
+	 "'in' needs an array of values, not an "
+	 "expression"},
+	{"{\"model\":\"b\",\"filter\":{\"n__range\":{\"$f\":\"x\"}}}", 400,
+	 "bad_spec", "filter.n__range", "'range' needs [low, high]"},
+	{"{\"model\":\"b\",\"filter\":{\"a__isnull\":{\"$f\":\"x\"}}}", 400,
+	 "bad_spec", "filter.a__isnull", "not an expression"},
+	{"{\"model\":\"b\",\"filter\":{\"a__in\":{\"$value\":1}}}", 400,
+	 "bad_spec", "filter.a__in", "not an integer"},
+	{"{\"model\":\"b\",\"filter\":{\"a\":{\"$f\":\"x\",\"$g\":1}}}", 400,
+	 "bad_spec", "filter.a", "two operators"},
+	{"{\"model\":\"b\",\"filter\":{\"a\":{\"$value\":1,\"$f\":\"x\"}}}",
+	 400, "bad_spec", "filter.a", "two operators"},
+	{"{\"model\":\"b\",\"filter\":{\"a\":{\"color\":1,\"$f\":\"x\"}}}", 400,
+	 "bad_spec", "filter.a.color", "which takes no options"},
+	{"{\"model\":\"b\",\"filter\":{\"a\":{\"$value\":1,\"b\":2}}}", 400,
+	 "bad_spec", "filter.a.b", "which takes no options"},
+	{"{\"model\":\"b\",\"filter\":{\"a\":{\"$value\":\"\\u0000\"}}}", 400,
+	 "bad_spec", "filter.a.$value", "NUL"},
+	{"{\"model\":\"b\",\"filter\":{\"a\":{\"$value\":[1,\"\\u0000\"]}}}",
+	 400, "bad_spec", "filter.a.$value[1]", "NUL"},
+	{"{\"model\":\"b\",\"filter\":{\"price__lt\":{\"$mul\":[{\"$f\":"
+	 "\"pages\"},{\"$x y\":1}]}}}",
+	 400, "bad_spec", "filter.price__lt.$mul[1].$x y", "not an operator"},
+	{"{\"model\":\"b\",\"filter\":{\"$exists\":1}}", 400, "bad_spec",
+	 "filter.$exists", "\"$exists\" must be a queryset object"},
+	{"{\"model\":\"b\",\"filter\":{\"$exists\":{\"filter\":{}}}}", 400,
+	 "bad_spec", "filter.$exists.model", "$exists and $subquery"},
+	{"{\"model\":\"b\",\"filter\":{\"$subquery\":{\"model\":\"a\"}}}", 400,
+	 "bad_spec", "filter.$subquery", "\"$not\", \"$exists\""},
+	{"{\"model\":\"b\",\"filter\":{\"a\":1,\"$and\":[{\"$not\":"
+	 "{\"$exists\":{\"model\":\"a\",\"filter\":{\"x\":{\"$outer\":\"\"}}}}"
+	 "}]}}",
+	 400, "bad_spec", "filter.$and[0].$not.$exists.filter.x.$outer",
+	 "empty string"},
+	{"{\"model\":\"b\",\"exclude\":{\"$or\":[{\"$exists\":{\"model\":\"a\","
+	 "\"fliter\":{}}}]}}",
+	 400, "bad_spec", "exclude.$or[0].$exists.fliter", "unknown key"},
 };
 
 START_TEST(test_bad_body_gives_status_code_and_at_path)
@@ -699,6 +928,645 @@ START_TEST(test_prefetch_with_empty_queryset)
 }
 END_TEST
 
+/* ---- expressions, annotate, aggregate, values (DESIGN.md §6) ---- */
+
+static void assert_expr(const struct spec_expr *e, enum spec_expr_kind kind,
+			const char *at)
+{
+	ck_assert_msg(e->kind == kind, "%s: kind %d, want %d", at, e->kind,
+		      kind);
+	ck_assert_str_eq(e->at, at);
+}
+
+static void assert_field(const struct spec_expr *e, const char *name,
+			 const char *at)
+{
+	assert_expr(e, SPEC_EX_FIELD, at);
+	ck_assert_str_eq(e->name, name);
+}
+
+static void assert_literal(const struct spec_expr *e, enum spec_value_kind kind,
+			   const char *text, const char *at)
+{
+	assert_expr(e, SPEC_EX_VALUE, at);
+	ck_assert_int_eq(e->value.kind, kind);
+	if (text)
+		ck_assert_str_eq(e->value.text, text);
+	else
+		ck_assert_ptr_null(e->value.text);
+}
+
+/* One annotation value and the node it must give, at "annotate.x". */
+struct expr_case {
+	const char *json;
+	enum spec_expr_kind kind;
+	const char *name; /* NULL: none */
+	const char *text; /* SPEC_EX_VALUE: value.text, NULL for null */
+	size_t nargs;
+	bool list_form;
+	int outer_depth;
+};
+
+static const struct expr_case expr_cases[] = {
+	{"\"book__pages\"", SPEC_EX_FIELD, "book__pages", NULL, 0, false, 0},
+	{"\"*\"", SPEC_EX_FIELD, "*", NULL, 0, false, 0},
+	{"42", SPEC_EX_VALUE, NULL, "42", 0, false, 0},
+	{"0.1", SPEC_EX_VALUE, NULL, "0.1", 0, false, 0},
+	{"false", SPEC_EX_VALUE, NULL, "false", 0, false, 0},
+	{"null", SPEC_EX_VALUE, NULL, NULL, 0, false, 0},
+	{"{\"$f\":\"published__year\"}", SPEC_EX_FIELD, "published__year", NULL,
+	 0, false, 0},
+	{"{\"$value\":\"book__pages\"}", SPEC_EX_VALUE, NULL, "book__pages", 0,
+	 false, 0},
+	{"{\"$value\":{\"$f\":1,\"k\":[0.5]}}", SPEC_EX_VALUE, NULL,
+	 "{\"$f\":1,\"k\":[0.5]}", 0, false, 0},
+	{"{\"$outer\":\"id\"}", SPEC_EX_OUTER, "id", NULL, 0, false, 1},
+	{"{\"$outer\":{\"$outer\":\"author__id\"}}", SPEC_EX_OUTER,
+	 "author__id", NULL, 0, false, 2},
+	{"{\"$lower\":\"name\"}", SPEC_EX_CALL, "lower", NULL, 1, false, 0},
+	{"{\"$lower\":[\"name\"]}", SPEC_EX_CALL, "lower", NULL, 1, true, 0},
+	{"{\"$count\":\"*\"}", SPEC_EX_CALL, "count", NULL, 1, false, 0},
+	{"{\"$coalesce\":[\"a\",\"b\",0]}", SPEC_EX_CALL, "coalesce", NULL, 3,
+	 true, 0},
+	{"{\"$coalesce\":[]}", SPEC_EX_CALL, "coalesce", NULL, 0, true, 0},
+	/* names are resolve's to check, not spec's */
+	{"{\"$no_such_fn2\":1}", SPEC_EX_CALL, "no_such_fn2", NULL, 1, false,
+	 0},
+	{"{\"$cast\":\"pages\",\"to\":\"text\"}", SPEC_EX_CAST, "text", NULL, 1,
+	 false, 0},
+	{"{\"to\":\"bogus\",\"$cast\":{\"$f\":\"pages\"}}", SPEC_EX_CAST,
+	 "bogus", NULL, 1, false, 0},
+	{"{\"$case\":[{\"when\":{\"a\":1},\"then\":\"b\"}]}", SPEC_EX_CASE,
+	 NULL, NULL, 0, false, 0},
+	{"{\"$exists\":{\"model\":\"book\"}}", SPEC_EX_EXISTS, NULL, NULL, 0,
+	 false, 0},
+	{"{\"$subquery\":{\"model\":\"book\",\"values\":[\"id\"],"
+	 "\"limit\":1}}",
+	 SPEC_EX_SUBQUERY, NULL, NULL, 0, false, 0},
+};
+
+START_TEST(test_each_expression_form_gives_its_node)
+{
+	const struct expr_case *ec = &expr_cases[_i];
+	char body[512];
+	struct spec_queryset *qs;
+	const struct spec_expr *e;
+
+	snprintf(body, sizeof(body),
+		 "{\"model\":\"b\",\"annotate\":{\"x\":%s}}", ec->json);
+	qs = parse_ok(body);
+	ck_assert_uint_eq(qs->nannotate, 1);
+	ck_assert_str_eq(qs->annotate[0].name, "x");
+	ck_assert_str_eq(qs->annotate[0].at, "annotate.x");
+	e = &qs->annotate[0].expr;
+	assert_expr(e, ec->kind, "annotate.x");
+	if (ec->name)
+		ck_assert_str_eq(e->name, ec->name);
+	else
+		ck_assert_ptr_null(e->name);
+	if (ec->kind == SPEC_EX_VALUE && ec->text)
+		ck_assert_str_eq(e->value.text, ec->text);
+	if (ec->kind == SPEC_EX_VALUE && !ec->text)
+		ck_assert_int_eq(e->value.kind, SPEC_NULL);
+	ck_assert_uint_eq(e->nargs, ec->nargs);
+	ck_assert(e->list_form == ec->list_form);
+	ck_assert_int_eq(e->outer_depth, ec->outer_depth);
+	ck_assert(!e->has_distinct && !e->has_sample);
+	ck_assert_ptr_null(e->filter);
+	ck_assert_ptr_null(e->dflt);
+	ck_assert((e->query != NULL) ==
+		  (ec->kind == SPEC_EX_EXISTS || ec->kind == SPEC_EX_SUBQUERY));
+	ck_assert((e->nwhens != 0) == (ec->kind == SPEC_EX_CASE));
+	spec_free(qs);
+}
+END_TEST
+
+START_TEST(test_annotate_keeps_key_order_and_at_paths)
+{
+	struct spec_queryset *qs = parse_ok(
+		"{\"model\":\"author\",\"annotate\":{\"z\":{\"$count\":"
+		"\"book\"},\"a\":\"name\",\"m\":{\"$lower\":\"z\"}},"
+		"\"prefetch_related\":[{\"lookup\":\"book_set\",\"queryset\":"
+		"{\"annotate\":{\"n\":{\"$count\":\"readers\"}}}}]}");
+	const struct spec_queryset *in = qs->prefetch_related[0].queryset;
+
+	ck_assert_uint_eq(qs->nannotate, 3);
+	ck_assert_str_eq(qs->annotate[0].name, "z");
+	ck_assert_str_eq(qs->annotate[1].name, "a");
+	ck_assert_str_eq(qs->annotate[2].name, "m");
+	ck_assert_str_eq(qs->annotate[2].at, "annotate.m");
+	assert_field(&qs->annotate[0].expr.args[0], "book",
+		     "annotate.z.$count");
+	assert_field(&qs->annotate[1].expr, "name", "annotate.a");
+	ck_assert(!qs->has_aggregate && qs->naggregate == 0);
+	ck_assert(!qs->has_values);
+	ck_assert_uint_eq(in->nannotate, 1);
+	ck_assert_str_eq(in->annotate[0].at,
+			 "prefetch_related[0].queryset.annotate.n");
+	assert_field(&in->annotate[0].expr.args[0], "readers",
+		     "prefetch_related[0].queryset.annotate.n.$count");
+	spec_free(qs);
+}
+END_TEST
+
+START_TEST(test_aggregate_sets_has_aggregate_even_when_empty)
+{
+	struct spec_queryset *qs = parse_ok(
+		"{\"model\":\"b\",\"aggregate\":{\"total\":{\"$count\":"
+		"\"book\"},\"safe\":{\"$coalesce\":[\"total\",0]}}}");
+
+	ck_assert(qs->has_aggregate);
+	ck_assert_uint_eq(qs->naggregate, 2);
+	ck_assert_str_eq(qs->aggregate[1].name, "safe");
+	ck_assert_str_eq(qs->aggregate[1].at, "aggregate.safe");
+	assert_field(&qs->aggregate[1].expr.args[0], "total",
+		     "aggregate.safe.$coalesce[0]");
+	assert_literal(&qs->aggregate[1].expr.args[1], SPEC_NUMBER, "0",
+		       "aggregate.safe.$coalesce[1]");
+	ck_assert_uint_eq(qs->nannotate, 0);
+	spec_free(qs);
+
+	qs = parse_ok("{\"model\":\"b\",\"aggregate\":{}}");
+	ck_assert(qs->has_aggregate);
+	ck_assert_uint_eq(qs->naggregate, 0);
+	ck_assert_ptr_null(qs->aggregate);
+	spec_free(qs);
+}
+END_TEST
+
+/* Django: F("a") + "x" is Value("x"), but Lower("x") is Lower(F("x")). */
+START_TEST(test_strings_are_literals_in_arithmetic_and_fields_elsewhere)
+{
+	static const char *const arith[] = {"add", "sub", "mul", "div", "mod"};
+	char body[256], at[64];
+	struct spec_queryset *qs;
+	const struct spec_expr *e;
+
+	for (size_t i = 0; i < sizeof(arith) / sizeof(arith[0]); i++) {
+		snprintf(body, sizeof(body),
+			 "{\"model\":\"b\",\"annotate\":{\"x\":{\"$%s\":"
+			 "[\"pages\",{\"$f\":\"sales\"}]}}}",
+			 arith[i]);
+		qs = parse_ok(body);
+		e = &qs->annotate[0].expr;
+		ck_assert_str_eq(e->name, arith[i]);
+		snprintf(at, sizeof(at), "annotate.x.$%s[0]", arith[i]);
+		assert_literal(&e->args[0], SPEC_STRING, "pages", at);
+		snprintf(at, sizeof(at), "annotate.x.$%s[1]", arith[i]);
+		assert_field(&e->args[1], "sales", at);
+		spec_free(qs);
+	}
+
+	qs = parse_ok(
+		"{\"model\":\"b\",\"annotate\":{\"x\":{\"$add\":["
+		"{\"$lower\":\"name\"},\"x\",1,true,null,2.5]},"
+		"\"y\":{\"$concat\":[\"first\",\" \",{\"$value\":\"-\"}]},"
+		"\"z\":{\"$greatest\":[\"a\",1]}}}");
+	e = &qs->annotate[0].expr;
+	ck_assert(e->list_form);
+	ck_assert_uint_eq(e->nargs, 6);
+	assert_expr(&e->args[0], SPEC_EX_CALL, "annotate.x.$add[0]");
+	ck_assert_str_eq(e->args[0].name, "lower");
+	assert_field(&e->args[0].args[0], "name", "annotate.x.$add[0].$lower");
+	assert_literal(&e->args[1], SPEC_STRING, "x", "annotate.x.$add[1]");
+	assert_literal(&e->args[2], SPEC_NUMBER, "1", "annotate.x.$add[2]");
+	assert_literal(&e->args[3], SPEC_BOOL, "true", "annotate.x.$add[3]");
+	assert_literal(&e->args[4], SPEC_NULL, NULL, "annotate.x.$add[4]");
+	assert_literal(&e->args[5], SPEC_NUMBER, "2.5", "annotate.x.$add[5]");
+	e = &qs->annotate[1].expr;
+	assert_field(&e->args[0], "first", "annotate.y.$concat[0]");
+	assert_field(&e->args[1], " ", "annotate.y.$concat[1]");
+	assert_literal(&e->args[2], SPEC_STRING, "-", "annotate.y.$concat[2]");
+	e = &qs->annotate[2].expr;
+	assert_field(&e->args[0], "a", "annotate.z.$greatest[0]");
+	assert_literal(&e->args[1], SPEC_NUMBER, "1",
+		       "annotate.z.$greatest[1]");
+	spec_free(qs);
+}
+END_TEST
+
+START_TEST(test_call_options_are_kept_with_at_paths)
+{
+	struct spec_queryset *qs = parse_ok(
+		"{\"model\":\"b\",\"annotate\":{"
+		"\"n\":{\"$count\":\"book\",\"distinct\":true,\"filter\":"
+		"{\"book__pages__gt\":100,\"book__title\":{\"$f\":\"name\"}}},"
+		"\"s\":{\"$stddev\":[\"price\"],\"sample\":false,\"default\":"
+		"\"fallback\",\"distinct\":false},"
+		"\"t\":{\"default\":{\"$value\":0},\"$sum\":\"pages\"}}}");
+	const struct spec_expr *n = &qs->annotate[0].expr;
+	const struct spec_expr *s = &qs->annotate[1].expr;
+	const struct spec_expr *t = &qs->annotate[2].expr;
+
+	ck_assert(n->has_distinct && n->distinct);
+	ck_assert(!n->has_sample);
+	ck_assert_ptr_null(n->dflt);
+	ck_assert_int_eq(n->filter->kind, SPEC_AND);
+	ck_assert_str_eq(n->filter->at, "annotate.n.filter");
+	assert_term(&n->filter->children[0], "book__pages__gt",
+		    "annotate.n.filter.book__pages__gt");
+	ck_assert_ptr_null(n->filter->children[0].rhs);
+	assert_field(n->filter->children[1].rhs, "name",
+		     "annotate.n.filter.book__title");
+
+	ck_assert(s->list_form && s->nargs == 1);
+	ck_assert(s->has_sample && !s->sample);
+	ck_assert(s->has_distinct && !s->distinct);
+	ck_assert_ptr_null(s->filter);
+	assert_field(s->dflt, "fallback", "annotate.s.default");
+
+	ck_assert(!t->list_form && t->nargs == 1);
+	assert_literal(t->dflt, SPEC_NUMBER, "0", "annotate.t.default");
+	assert_field(&t->args[0], "pages", "annotate.t.$sum");
+	spec_free(qs);
+}
+END_TEST
+
+START_TEST(test_case_has_whens_then_and_default_with_at_paths)
+{
+	struct spec_queryset *qs = parse_ok(
+		"{\"model\":\"b\",\"annotate\":{\"kind\":{\"$case\":["
+		"{\"when\":{\"pages__gt\":500},\"then\":{\"$value\":\"long\"}},"
+		"{\"then\":\"title\",\"when\":{\"$or\":[{\"a\":1},{\"b\":2}]}}"
+		"],\"default\":\"short\"}}}");
+	const struct spec_expr *e = &qs->annotate[0].expr;
+
+	assert_expr(e, SPEC_EX_CASE, "annotate.kind");
+	ck_assert_uint_eq(e->nwhens, 2);
+	ck_assert_uint_eq(e->nargs, 0);
+	ck_assert_str_eq(e->whens[0].at, "annotate.kind.$case[0]");
+	assert_term(e->whens[0].when, "pages__gt",
+		    "annotate.kind.$case[0].when.pages__gt");
+	assert_literal(e->whens[0].then, SPEC_STRING, "long",
+		       "annotate.kind.$case[0].then");
+	ck_assert_str_eq(e->whens[1].at, "annotate.kind.$case[1]");
+	ck_assert_int_eq(e->whens[1].when->kind, SPEC_OR);
+	ck_assert_str_eq(e->whens[1].when->at,
+			 "annotate.kind.$case[1].when.$or");
+	assert_term(&e->whens[1].when->children[1], "b",
+		    "annotate.kind.$case[1].when.$or[1].b");
+	assert_field(e->whens[1].then, "title", "annotate.kind.$case[1].then");
+	assert_field(e->dflt, "short", "annotate.kind.default");
+	spec_free(qs);
+}
+END_TEST
+
+START_TEST(test_cast_has_one_operand_and_its_target)
+{
+	struct spec_queryset *qs =
+		parse_ok("{\"model\":\"b\",\"annotate\":{\"p\":{\"$cast\":"
+			 "{\"$div\":[\"pages\",2]},\"to\":\"numeric\"}}}");
+	const struct spec_expr *e = &qs->annotate[0].expr;
+
+	assert_expr(e, SPEC_EX_CAST, "annotate.p");
+	ck_assert_str_eq(e->name, "numeric");
+	ck_assert_uint_eq(e->nargs, 1);
+	ck_assert(!e->list_form);
+	assert_expr(&e->args[0], SPEC_EX_CALL, "annotate.p.$cast");
+	ck_assert_str_eq(e->args[0].name, "div");
+	assert_literal(&e->args[0].args[0], SPEC_STRING, "pages",
+		       "annotate.p.$cast.$div[0]");
+	spec_free(qs);
+}
+END_TEST
+
+START_TEST(test_exists_and_subquery_hold_a_queryset_with_outer_refs)
+{
+	struct spec_queryset *qs = parse_ok(
+		"{\"model\":\"author\",\"annotate\":{"
+		"\"has\":{\"$exists\":{\"model\":\"book\",\"filter\":"
+		"{\"author\":{\"$outer\":\"pk\"}}}},"
+		"\"last\":{\"$subquery\":{\"model\":\"book\",\"filter\":"
+		"{\"publisher\":{\"$outer\":{\"$outer\":\"id\"}}},"
+		"\"order_by\":[\"-pub_date\"],\"values\":[\"title\"],"
+		"\"limit\":1,\"annotate\":{\"n\":{\"$count\":\"id\"}}}}}}");
+	const struct spec_expr *has = &qs->annotate[0].expr;
+	const struct spec_expr *last = &qs->annotate[1].expr;
+	const struct spec_expr *o;
+
+	assert_expr(has, SPEC_EX_EXISTS, "annotate.has");
+	ck_assert_str_eq(has->query->at, "annotate.has.$exists");
+	ck_assert_str_eq(has->query->model, "book");
+	assert_term(has->query->filter, "author",
+		    "annotate.has.$exists.filter.author");
+	o = has->query->filter->rhs;
+	assert_expr(o, SPEC_EX_OUTER, "annotate.has.$exists.filter.author");
+	ck_assert_str_eq(o->name, "pk");
+	ck_assert_int_eq(o->outer_depth, 1);
+
+	assert_expr(last, SPEC_EX_SUBQUERY, "annotate.last");
+	ck_assert_str_eq(last->query->at, "annotate.last.$subquery");
+	ck_assert(last->query->has_values && !last->query->values_list);
+	ck_assert_str_eq(last->query->values[0].at,
+			 "annotate.last.$subquery.values[0]");
+	ck_assert(last->query->has_limit && last->query->limit == 1);
+	ck_assert_str_eq(last->query->annotate[0].at,
+			 "annotate.last.$subquery.annotate.n");
+	o = last->query->filter->rhs;
+	ck_assert_str_eq(o->name, "id");
+	ck_assert_int_eq(o->outer_depth, 2);
+	spec_free(qs);
+}
+END_TEST
+
+START_TEST(test_filter_value_with_an_operator_is_an_expression)
+{
+	struct spec_queryset *qs = parse_ok(
+		"{\"model\":\"b\",\"filter\":{\"pages__gt\":{\"$f\":\"sales\"},"
+		"\"price__lt\":{\"$mul\":[{\"$f\":\"pages\"},0.1]},"
+		"\"n__gte\":{\"$count\":\"x\",\"distinct\":true},"
+		"\"data\":{\"color\":\"red\"}},"
+		"\"exclude\":{\"$or\":[{\"title\":{\"$upper\":\"name\"}}]}}");
+	const struct spec_cond *f = qs->filter, *c;
+
+	ck_assert_uint_eq(f->nchildren, 4);
+	c = &f->children[0];
+	assert_term(c, "pages__gt", "filter.pages__gt");
+	assert_field(c->rhs, "sales", "filter.pages__gt");
+	ck_assert_int_eq(c->value.kind, SPEC_NULL);
+	ck_assert_ptr_null(c->value.text);
+
+	c = &f->children[1];
+	assert_expr(c->rhs, SPEC_EX_CALL, "filter.price__lt");
+	ck_assert_str_eq(c->rhs->name, "mul");
+	assert_field(&c->rhs->args[0], "pages", "filter.price__lt.$mul[0]");
+	assert_literal(&c->rhs->args[1], SPEC_NUMBER, "0.1",
+		       "filter.price__lt.$mul[1]");
+
+	c = &f->children[2];
+	ck_assert_str_eq(c->rhs->name, "count");
+	ck_assert(c->rhs->has_distinct && c->rhs->distinct);
+
+	/* An object without a '$' key is still a literal (jsonb). */
+	c = &f->children[3];
+	ck_assert_ptr_null(c->rhs);
+	ck_assert_int_eq(c->value.kind, SPEC_OBJECT);
+	ck_assert_str_eq(c->value.text, "{\"color\":\"red\"}");
+
+	c = &qs->exclude->children[0];
+	assert_term(c, "title", "exclude.$or[0].title");
+	assert_field(&c->rhs->args[0], "name", "exclude.$or[0].title.$upper");
+	spec_free(qs);
+}
+END_TEST
+
+START_TEST(test_value_wrapper_in_a_filter_is_a_plain_literal)
+{
+	struct spec_queryset *qs =
+		parse_ok("{\"model\":\"b\",\"filter\":{"
+			 "\"metadata\":{\"$value\":{\"$a\":1}},"
+			 "\"id__in\":{\"$value\":[1,\"x\"]},"
+			 "\"title\":{\"$value\":\"$f\"},"
+			 "\"a__isnull\":{\"$value\":true},"
+			 "\"n__range\":{\"$value\":[1,2]}}}");
+	const struct spec_cond *f = qs->filter;
+
+	for (size_t i = 0; i < f->nchildren; i++)
+		ck_assert_ptr_null(f->children[i].rhs);
+	ck_assert_int_eq(f->children[0].value.kind, SPEC_OBJECT);
+	ck_assert_str_eq(f->children[0].value.text, "{\"$a\":1}");
+	ck_assert_str_eq(f->children[0].at, "filter.metadata");
+	ck_assert_int_eq(f->children[1].value.kind, SPEC_ARRAY);
+	ck_assert_uint_eq(f->children[1].value.nitems, 2);
+	ck_assert_str_eq(f->children[1].value.items[1].text, "x");
+	ck_assert_int_eq(f->children[2].value.kind, SPEC_STRING);
+	ck_assert_str_eq(f->children[2].value.text, "$f");
+	ck_assert_str_eq(f->children[3].value.text, "true");
+	ck_assert_uint_eq(f->children[4].value.nitems, 2);
+	spec_free(qs);
+}
+END_TEST
+
+START_TEST(test_exists_term_in_a_condition_tree)
+{
+	struct spec_queryset *qs = parse_ok(
+		"{\"model\":\"author\",\"filter\":{\"name\":\"x\","
+		"\"$exists\":{\"model\":\"book\",\"filter\":{\"author\":"
+		"{\"$outer\":\"pk\"}}},"
+		"\"$and\":[{\"a\":1},{\"$not\":{\"$exists\":{\"model\":"
+		"\"review\",\"limit\":1}}}]},"
+		"\"exclude\":{\"$exists\":{\"model\":\"ban\"}}}");
+	const struct spec_cond *f = qs->filter, *c;
+
+	ck_assert_uint_eq(f->nchildren, 3);
+	c = &f->children[1];
+	ck_assert_int_eq(c->kind, SPEC_EXISTS);
+	ck_assert_str_eq(c->at, "filter.$exists");
+	ck_assert_ptr_null(c->lookup);
+	ck_assert_ptr_null(c->rhs);
+	ck_assert_uint_eq(c->nchildren, 0);
+	ck_assert_str_eq(c->exists->at, "filter.$exists");
+	ck_assert_str_eq(c->exists->model, "book");
+	assert_expr(c->exists->filter->rhs, SPEC_EX_OUTER,
+		    "filter.$exists.filter.author");
+
+	c = &f->children[2].children[1];
+	ck_assert_int_eq(c->kind, SPEC_NOT);
+	c = &c->children[0];
+	ck_assert_int_eq(c->kind, SPEC_EXISTS);
+	ck_assert_str_eq(c->at, "filter.$and[1].$not.$exists");
+	ck_assert_str_eq(c->exists->at, "filter.$and[1].$not.$exists");
+	ck_assert_str_eq(c->exists->model, "review");
+	ck_assert(c->exists->has_limit);
+
+	ck_assert_int_eq(qs->exclude->kind, SPEC_EXISTS);
+	ck_assert_str_eq(qs->exclude->exists->model, "ban");
+	spec_free(qs);
+}
+END_TEST
+
+START_TEST(test_values_and_values_list_keep_entries_and_at)
+{
+	struct spec_queryset *qs =
+		parse_ok("{\"model\":\"b\",\"values\":[\"publisher\","
+			 "\"author__name\",\"n\"],\"annotate\":{\"n\":{"
+			 "\"$count\":\"id\"}}}");
+
+	ck_assert(qs->has_values && !qs->values_list && !qs->flat);
+	ck_assert_uint_eq(qs->nvalues, 3);
+	ck_assert_str_eq(qs->values[1].name, "author__name");
+	ck_assert_str_eq(qs->values[1].at, "values[1]");
+	ck_assert(!qs->has_only);
+	spec_free(qs);
+
+	qs = parse_ok("{\"model\":\"b\",\"values\":[]}");
+	ck_assert(qs->has_values && qs->nvalues == 0);
+	spec_free(qs);
+
+	qs = parse_ok("{\"model\":\"b\",\"values_list\":{\"flat\":true,"
+		      "\"fields\":[\"title\"]}}");
+	ck_assert(qs->has_values && qs->values_list && qs->flat);
+	ck_assert_uint_eq(qs->nvalues, 1);
+	ck_assert_str_eq(qs->values[0].name, "title");
+	ck_assert_str_eq(qs->values[0].at, "values_list.fields[0]");
+	spec_free(qs);
+
+	qs = parse_ok("{\"model\":\"b\",\"values_list\":{\"fields\":[\"a\","
+		      "\"b\"],\"flat\":false}}");
+	ck_assert(qs->values_list && !qs->flat && qs->nvalues == 2);
+	spec_free(qs);
+
+	qs = parse_ok("{\"model\":\"b\",\"values_list\":{\"fields\":[]}}");
+	ck_assert(qs->has_values && qs->values_list && qs->nvalues == 0);
+	spec_free(qs);
+}
+END_TEST
+
+/* An annotation of n nested {"$abs": ...} around a field path: the k-th
+ * object is at level k+1 (the queryset is level 1). */
+static char *expr_chain(int n)
+{
+	size_t size = 64 + (size_t)n * 12;
+	char *body = malloc(size);
+	size_t len = 0;
+
+	ck_assert_ptr_nonnull(body);
+	len += snprintf(body + len, size - len,
+			"{\"model\":\"b\",\"annotate\":{\"x\":");
+	for (int i = 0; i < n; i++)
+		len += snprintf(body + len, size - len, "{\"$abs\":");
+	len += snprintf(body + len, size - len, "\"f\"");
+	for (int i = 0; i < n; i++)
+		len += snprintf(body + len, size - len, "}");
+	snprintf(body + len, size - len, "}}");
+	return body;
+}
+
+START_TEST(test_expression_nesting_up_to_the_limit_is_accepted)
+{
+	char *body = expr_chain(SPEC_DEFAULT_MAX_DEPTH - 1);
+	struct spec_queryset *qs = parse_ok(body);
+	const struct spec_expr *e = &qs->annotate[0].expr;
+	int n = 0;
+
+	while (e->kind == SPEC_EX_CALL) {
+		e = &e->args[0];
+		n++;
+	}
+	ck_assert_int_eq(n, SPEC_DEFAULT_MAX_DEPTH - 1);
+	assert_field(e, "f", e->at);
+	spec_free(qs);
+	free(body);
+}
+END_TEST
+
+START_TEST(test_expression_nesting_too_deep_is_bad_spec)
+{
+	char *body = expr_chain(SPEC_DEFAULT_MAX_DEPTH);
+	struct pf_err err;
+
+	ck_assert_ptr_null(parse(body, &err));
+	ck_assert_str_eq(err.code, "bad_spec");
+	ck_assert_ptr_nonnull(strstr(err.message, "nesting too deep"));
+	ck_assert_ptr_nonnull(strstr(err.at, "annotate.x.$abs.$abs"));
+	free(body);
+}
+END_TEST
+
+/* Each expression object, condition object and queryset is one level. */
+START_TEST(test_custom_depth_limit_counts_expression_levels)
+{
+	static const struct {
+		const char *body;
+		const char *at; /* NULL: accepted */
+	} cases[] = {
+		{"{\"model\":\"b\",\"annotate\":{\"x\":\"f\"}}", NULL},
+		{"{\"model\":\"b\",\"annotate\":{\"x\":{\"$f\":\"a\"}}}", NULL},
+		{"{\"model\":\"b\",\"annotate\":{\"x\":{\"$lower\":[\"a\",1]}}"
+		 "}",
+		 NULL},
+		{"{\"model\":\"b\",\"annotate\":{\"x\":{\"$abs\":{\"$f\":\"a\"}"
+		 "}}}",
+		 "annotate.x.$abs"},
+		{"{\"model\":\"b\",\"annotate\":{\"x\":{\"$count\":\"a\","
+		 "\"filter\":{}}}}",
+		 "annotate.x.filter"},
+		{"{\"model\":\"b\",\"annotate\":{\"x\":{\"$exists\":"
+		 "{\"model\":\"a\"}}}}",
+		 "annotate.x.$exists"},
+		{"{\"model\":\"b\",\"filter\":{\"a\":1}}", NULL},
+		{"{\"model\":\"b\",\"filter\":{\"a\":{\"$f\":\"b\"}}}",
+		 "filter.a"},
+		{"{\"model\":\"b\",\"filter\":{\"a\":{\"$value\":{\"b\":1}}}}",
+		 NULL},
+		{"{\"model\":\"b\",\"filter\":{\"$exists\":{\"model\":\"a\"}}}",
+		 "filter.$exists"},
+	};
+	const struct spec_limits lim = {.max_depth = 2};
+	struct spec_queryset *qs;
+	struct pf_err err;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *body = cases[i].body;
+
+		pf_err_clear(&err);
+		qs = spec_parse(body, strlen(body), &lim, &err);
+		if (!cases[i].at) {
+			ck_assert_msg(qs != NULL, "%s: %s at '%s'", body,
+				      err.message, err.at);
+			spec_free(qs);
+			continue;
+		}
+		ck_assert_msg(qs == NULL, "accepted: %s", body);
+		ck_assert_str_eq(err.at, cases[i].at);
+		ck_assert_ptr_nonnull(strstr(err.message, "nesting too deep"));
+	}
+}
+END_TEST
+
+START_TEST(test_subquery_levels_count_toward_the_depth_limit)
+{
+	const struct spec_limits lim = {.max_depth = 4};
+	const char *ok = "{\"model\":\"b\",\"filter\":{\"$exists\":"
+			 "{\"model\":\"a\",\"filter\":{\"x\":1}}}}";
+	const char *deep =
+		"{\"model\":\"b\",\"filter\":{\"$exists\":"
+		"{\"model\":\"a\",\"filter\":{\"$not\":{\"x\":1}}}}}";
+	struct spec_queryset *qs;
+	struct pf_err err;
+
+	qs = spec_parse(ok, strlen(ok), &lim, &err);
+	ck_assert_ptr_nonnull(qs);
+	spec_free(qs);
+	ck_assert_ptr_null(spec_parse(deep, strlen(deep), &lim, &err));
+	ck_assert_str_eq(err.at, "filter.$exists.filter.$not");
+	ck_assert_ptr_nonnull(strstr(err.message, "at most 4"));
+}
+END_TEST
+
+/* Errors deep inside expressions leave partly built trees: spec_free must
+ * release them (the sanitizer build checks for leaks). */
+START_TEST(test_errors_deep_in_expressions_free_the_partial_tree)
+{
+	static const char *const bodies[] = {
+		"{\"model\":\"b\",\"annotate\":{\"a\":{\"$count\":\"x\","
+		"\"filter\":{\"y\":{\"$f\":\"z\"}},\"default\":{\"$sum\":"
+		"[\"q\",{\"$case\":[{\"when\":{\"k\":1},\"then\":\"v\"}],"
+		"\"default\":{\"$subquery\":{\"model\":\"m\",\"annotate\":"
+		"{\"w\":{\"$outer\":\"id\"}},\"values\":[\"w\"],\"bad\":1}}}]}}"
+		"}}",
+		"{\"model\":\"b\",\"filter\":{\"t\":{\"$coalesce\":[\"a\","
+		"{\"$value\":[1,2]},{\"$cast\":\"c\",\"to\":\"text\"}]},"
+		"\"$exists\":{\"model\":\"m\",\"filter\":{\"$or\":[{\"u\":"
+		"{\"$lower\":\"\"}}]}}}}",
+		"{\"model\":\"b\",\"values_list\":{\"fields\":[\"a\",\"b\"],"
+		"\"flat\":true}}",
+		"{\"model\":\"b\",\"values\":[\"a\"],\"values_list\":"
+		"{\"fields\":[\"b\"]}}",
+		"{\"model\":\"b\",\"annotate\":{\"x\":{\"$case\":[{\"when\":"
+		"{\"a\":{\"$f\":\"b\"}},\"then\":{\"$f\":\"c\"}},{\"when\":"
+		"{\"d\":1}}]}}}",
+	};
+	struct pf_err err;
+
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		ck_assert_msg(parse(bodies[i], &err) == NULL, "accepted: %s",
+			      bodies[i]);
+		ck_assert_str_eq(err.code, "bad_spec");
+	}
+}
+END_TEST
+
 /* Names of exactly len bytes in every place a name is accepted. */
 static void name_body(char *body, size_t size, size_t len)
 {
@@ -972,6 +1840,31 @@ Suite *spec_suite(void)
 	tcase_add_test(tc, test_lookups_up_to_the_limit_are_accepted);
 	tcase_add_test(tc, test_body_is_read_up_to_len_only);
 	tcase_add_test(tc, test_spec_free_accepts_null);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("expressions");
+	tcase_add_loop_test(tc, test_each_expression_form_gives_its_node, 0,
+			    (int)(sizeof(expr_cases) / sizeof(expr_cases[0])));
+	tcase_add_test(tc, test_annotate_keeps_key_order_and_at_paths);
+	tcase_add_test(tc, test_aggregate_sets_has_aggregate_even_when_empty);
+	tcase_add_test(
+		tc,
+		test_strings_are_literals_in_arithmetic_and_fields_elsewhere);
+	tcase_add_test(tc, test_call_options_are_kept_with_at_paths);
+	tcase_add_test(tc, test_case_has_whens_then_and_default_with_at_paths);
+	tcase_add_test(tc, test_cast_has_one_operand_and_its_target);
+	tcase_add_test(
+		tc, test_exists_and_subquery_hold_a_queryset_with_outer_refs);
+	tcase_add_test(tc, test_filter_value_with_an_operator_is_an_expression);
+	tcase_add_test(tc, test_value_wrapper_in_a_filter_is_a_plain_literal);
+	tcase_add_test(tc, test_exists_term_in_a_condition_tree);
+	tcase_add_test(tc, test_values_and_values_list_keep_entries_and_at);
+	tcase_add_test(tc, test_expression_nesting_up_to_the_limit_is_accepted);
+	tcase_add_test(tc, test_expression_nesting_too_deep_is_bad_spec);
+	tcase_add_test(tc, test_custom_depth_limit_counts_expression_levels);
+	tcase_add_test(tc, test_subquery_levels_count_toward_the_depth_limit);
+	tcase_add_test(tc,
+		       test_errors_deep_in_expressions_free_the_partial_tree);
 	suite_add_tcase(s, tc);
 	return s;
 }

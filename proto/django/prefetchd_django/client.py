@@ -1,11 +1,12 @@
 """fetch(queryset, url): run a QuerySet on a prefetchd server (POST /query)
-with urllib from the standard library."""
+with urllib from the standard library; fetch_aggregate(queryset, ...) runs
+queryset.aggregate(...) there."""
 import decimal
 import json
 import urllib.error
 import urllib.request
 
-from .spec import to_spec
+from .spec import aggregate_spec, to_spec
 
 
 class PrefetchdError(Exception):
@@ -65,3 +66,14 @@ def fetch(queryset, url=None, **kwargs):
     """The object graph of queryset as prefetchd serves it: a list of dicts
     (columns by column name, relations by name or to_attr)."""
     return fetch_response(queryset, url, **kwargs)["results"]
+
+
+def fetch_aggregate(queryset, *args, url=None, token=None, timeout=30,
+                    **aggregates):
+    """queryset.aggregate(*args, **aggregates) served by prefetchd
+    (DESIGN §6.5): the dict {name: value}. url, token and timeout are this
+    function's own keywords; for an aggregate of one of those names, post
+    aggregate_spec(queryset, ...) with fetch_response()."""
+    spec = aggregate_spec(queryset, *args, **aggregates)
+    return fetch_response(spec, url, token=token,
+                          timeout=timeout)["aggregate"]

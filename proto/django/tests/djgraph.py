@@ -3,10 +3,12 @@
 django_graph(qs) evaluates qs with Django (counting its statements), then
 serialises the objects the way prefetchd answers: columns under their
 column names (attname / db_column) unless deferred, relations (select_related
-and prefetch_related, to_attr included) under their names, values as
-PostgreSQL's to_json renders them with TimeZone=UTC once parsed by
-json.loads(parse_float=Decimal). Serialising must not query: a relation
-that was not loaded would make it query, which fails the comparison.
+and prefetch_related, to_attr included) under their names, annotations
+(DESIGN §6.3) after the columns, values as PostgreSQL's to_json renders
+them with TimeZone=UTC once parsed by json.loads(parse_float=Decimal).
+A values() queryset gives its dicts, values_list() its rows as lists (flat:
+the bare values). Serialising must not query: a relation that was not
+loaded would make it query, which fails the comparison.
 
 Levels whose queryset has no ordering are marked unordered: Django's order
 there is PostgreSQL's whim, so such lists compare as multisets.
@@ -42,6 +44,11 @@ def pg_json(v):
         return s + "+00:00"
     if isinstance(v, datetime.date):
         return v.isoformat()
+    if isinstance(v, datetime.time):
+        s = v.strftime("%H:%M:%S")
+        if v.microsecond:
+            s += "." + ("%06d" % v.microsecond).rstrip("0")
+        return s
     if isinstance(v, uuid.UUID):
         return str(v)
     if isinstance(v, (list, tuple)):
@@ -57,6 +64,8 @@ class Node:
         self.select_related = {}
         self.prefetch = {}
         self.ordered = ordered
+        self.annotations = []  # names, in the order of annotation_select
+        self.values = None     # "values", "values_list", "flat" or None
 
 
 def _sr_dict(query, model):
@@ -100,13 +109,25 @@ def _add_lookups(node, lookups):
             if last and lk.queryset is not None:
                 child.select_related = _sr_dict(lk.queryset.query,
                                                 lk.queryset.model)
+                child.annotations = list(lk.queryset.query.annotation_select)
                 _add_lookups(child, lk.queryset._prefetch_related_lookups)
             cur = child
 
 
+def _values_kind(qs):
+    return {"ValuesIterable": "values", "ValuesListIterable": "values_list",
+            "NamedValuesListIterable": "values_list",
+            "FlatValuesListIterable": "flat"}.get(
+                qs._iterable_class.__name__)
+
+
 def tree(qs):
     node = Node(qs.model, qs.ordered)
+    node.values = _values_kind(qs)
+    if node.values:
+        return node
     node.select_related = _sr_dict(qs.query, qs.model)
+    node.annotations = list(qs.query.annotation_select)
     _add_lookups(node, qs._prefetch_related_lookups)
     return node
 
@@ -122,6 +143,12 @@ def _get(obj, name):
 
 
 def serialize(obj, node):
+    if node.values == "values":
+        return {k: pg_json(v) for k, v in obj.items()}
+    if node.values == "values_list":
+        return [pg_json(v) for v in obj]
+    if node.values == "flat":
+        return pg_json(obj)
     d = {}
     deferred = obj.get_deferred_fields()
     for f in obj._meta.concrete_fields:
@@ -138,6 +165,8 @@ def serialize(obj, node):
             d[name] = [serialize(o, sub) for o in rel]
         else:
             d[name] = None if rel is None else serialize(rel, sub)
+    for name in node.annotations:
+        d[name] = pg_json(getattr(obj, name))
     return d
 
 
@@ -161,6 +190,8 @@ def canonical(graph, node):
         return json.dumps(x, sort_keys=True, default=str)
 
     def obj(d, n):
+        if not isinstance(d, dict) or n.values:
+            return d
         d = dict(d)
         for name, sub in n.prefetch.items():
             if isinstance(d.get(name), list):
@@ -173,3 +204,11 @@ def canonical(graph, node):
         items = [obj(x, n) for x in items]
         return items if n.ordered else sorted(items, key=key)
     return lst(graph, node)
+
+
+def django_aggregate(qs, *args, **kwargs):
+    """(qs.aggregate(...) in prefetchd's JSON shape, statements sent)."""
+    connection.ensure_connection()
+    with CaptureQueriesContext(connection) as ctx:
+        out = qs.aggregate(*args, **kwargs)
+    return {k: pg_json(v) for k, v in out.items()}, len(ctx.captured_queries)

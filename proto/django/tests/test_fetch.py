@@ -1,6 +1,8 @@
 """fetch(qs) against Django's own evaluation of qs: the same graph and the
 same number of statements, on the demo data, through the prefetchd that
-run.py started with the overlay of the demo models."""
+run.py started with the overlay of the demo models. EXPR_CASES are the
+querysets of DESIGN §6 (annotations, expressions, transforms, values,
+Exists/Subquery), AGGREGATE_CASES its aggregate()s."""
 import datetime
 import decimal
 import os
@@ -8,13 +10,24 @@ import unittest
 import uuid
 
 from django.db import connection
-from django.db.models import Prefetch, Q
+from django.db.models import (Avg, Case, Count, Exists, F, FloatField,
+                              IntegerField, Max, Min, OuterRef, Prefetch, Q,
+                              StdDev, Subquery, Sum, TextField, Value,
+                              Variance, When)
+from django.db.models.functions import (
+    Abs, Cast, Ceil, Coalesce, Concat, ExtractHour, ExtractIsoWeekDay,
+    ExtractIsoYear, ExtractMonth, ExtractQuarter, ExtractWeek, ExtractWeekDay,
+    ExtractYear, Floor, Greatest, Least, Length, Lower, LTrim, MD5, NullIf,
+    Reverse, Round, RTrim, Sign, Sqrt, Trim, TruncDate, TruncDay, TruncHour,
+    TruncMonth, TruncQuarter, TruncTime, TruncWeek, TruncYear, Upper)
 from django.test.utils import CaptureQueriesContext
 
 from demo.models import (Article, Author, Book, Category, Comment, Library,
                          Reader, Review)
-from djgraph import canonical, django_graph, pg_json, serialize, tree, Node
-from prefetchd_django import PrefetchdError, fetch, fetch_response, to_spec
+from djgraph import (canonical, django_aggregate, django_graph, pg_json,
+                     serialize, tree, Node)
+from prefetchd_django import (PrefetchdError, aggregate_spec, fetch,
+                              fetch_aggregate, fetch_response, to_spec)
 
 URL = os.environ.get("PREFETCHD_TEST_URL")
 UTC = datetime.timezone.utc
@@ -116,6 +129,220 @@ CASES = {
     .select_related("article")[3:9],
 }
 
+# DESIGN §6: annotations, expressions, transforms, values, subqueries.
+EXPR_CASES = {
+    # Aggregates per object (GROUP BY the pk), HAVING, the join they share.
+    "ann_count_books": lambda: Author.objects.annotate(n_books=Count("books")),
+    "ann_count_filter_having": lambda: Author.objects.filter(
+        is_active=False).annotate(n_long=Count(
+            "books", filter=Q(books__pages__gt=400))).filter(n_long__gte=2)
+    .order_by("-n_long", "id"),
+    "ann_filter_then_count_shares_the_join": lambda: Author.objects.filter(
+        books__pages__gt=500).annotate(n=Count("books"), pages=Sum(
+            "books__pages")).order_by("id"),
+    "ann_m2m_counts_distinct": lambda: Book.objects.filter(id__lte=20)
+    .annotate(n_readers=Count("readers", distinct=True),
+              n_libraries=Count("libraries", distinct=True)).order_by("id"),
+    "ann_two_to_many_multiply": lambda: Author.objects.filter(id__gte=20)
+    .annotate(nb=Count("books"), na=Count("articles")).order_by("id"),
+    "ann_stats": lambda: Author.objects.filter(id__lte=12).annotate(
+        avg_pages=Avg("books__pages"), sd=StdDev("books__pages"),
+        var=Variance("books__pages", sample=True),
+        first=Min("books__published"), top=Max("books__price"))
+    .order_by("id"),
+    "ann_sum_default_coalesce": lambda: Author.objects.annotate(
+        total_sales=Coalesce(Sum("books__sales"), 0)).order_by("id"),
+    "ann_count_to_field_fk": lambda: Book.objects.filter(
+        reviews__isnull=False).annotate(n_reviews=Count("reviews"),
+                                        best=Max("reviews__stars"))
+    .order_by("id"),
+    # Expressions: F() across relations, arithmetic, functions.
+    "ann_arithmetic": lambda: Book.objects.filter(pages__isnull=False)
+    .annotate(double=F("pages") * 2, per_page=F("price") / F("pages"),
+              rest=F("pages") % 7, tenth=F("pages") / 10,
+              diff=F("sales") - F("pages"), plus=F("double") + 1)
+    .order_by("id"),
+    "ann_f_across_relations": lambda: Book.objects.annotate(
+        author_name=F("author__name"),
+        publisher_country=F("publisher__country")).order_by("id"),
+    "ann_text_functions": lambda: Author.objects.annotate(
+        lower=Lower("name"), upper=Upper("name"), length=Length("name"),
+        rev=Reverse("name"), md5=MD5("name"),
+        padded=Concat(Value("  "), "name", Value("  "),
+                      output_field=TextField())).annotate(
+        trim=Trim("padded"), ltrim=LTrim("padded"), rtrim=RTrim("padded"))
+    .order_by("id"),
+    "ann_coalesce_concat": lambda: Author.objects.annotate(
+        contact=Coalesce("email", Value("n/a"), output_field=TextField()),
+        label=Concat("name", Value(" <"), "email", Value(">"),
+                     output_field=TextField())).order_by("id"),
+    "ann_math_functions": lambda: Book.objects.filter(
+        pages__isnull=False, price__isnull=False).annotate(
+        a=Abs(F("pages") - 500), r=Round("price"), c=Ceil("price"),
+        f=Floor("price"), s=Sign(F("pages") - 500), q=Sqrt("pages"))
+    .order_by("id"),
+    "ann_greatest_least_nullif": lambda: Book.objects.annotate(
+        g=Greatest("pages", Value(300)), l=Least("pages", Value(300)),
+        n=NullIf("pages", Value(256))).order_by("id"),
+    "ann_cast": lambda: Book.objects.annotate(
+        price_int=Cast("price", IntegerField()),
+        pages_text=Cast("pages", TextField()),
+        pages_float=Cast("pages", FloatField())).order_by("id"),
+    "ann_extract": lambda: Article.objects.annotate(
+        year=ExtractYear("pub_date"), month=ExtractMonth("pub_date"),
+        quarter=ExtractQuarter("pub_date"), week=ExtractWeek("pub_date"),
+        dow=ExtractWeekDay("pub_date"), iso_dow=ExtractIsoWeekDay("pub_date"),
+        iso_year=ExtractIsoYear("pub_date"), hour=ExtractHour("pub_date")),
+    "ann_trunc_timestamps": lambda: Article.objects.annotate(
+        year=TruncYear("pub_date"), month=TruncMonth("pub_date"),
+        day=TruncDay("pub_date"), hour=TruncHour("pub_date"),
+        date=TruncDate("pub_date"), time=TruncTime("pub_date")),
+    "ann_trunc_dates": lambda: Book.objects.annotate(
+        q=TruncQuarter("published"), w=TruncWeek("published"),
+        y=ExtractYear("published")).order_by("id"),
+    "ann_case_when": lambda: Book.objects.annotate(size=Case(
+        When(pages__gte=500, then=Value("long")),
+        When(pages__lt=200, then=Value("short")),
+        default=Value("medium"), output_field=TextField())).order_by("id"),
+    "ann_case_without_default": lambda: Author.objects.annotate(band=Case(
+        When(rating__gte=decimal.Decimal("4.5"), then=Value(3)),
+        When(rating__gte=4, then=Value(2)))).order_by("id"),
+    "ann_json_key_and_array_index": lambda: Book.objects.filter(
+        metadata__isnull=False).annotate(edition=F("metadata__edition"),
+                                         first_kw=F("keywords__0"))
+    .order_by("id"),
+    # Exists / Subquery / OuterRef.
+    "ann_exists": lambda: Author.objects.annotate(has_long_book=Exists(
+        Book.objects.filter(author=OuterRef("pk"), pages__gt=800)))
+    .order_by("id"),
+    "ann_not_exists": lambda: Author.objects.annotate(no_article=~Exists(
+        Article.objects.filter(author=OuterRef("pk")))).order_by("id"),
+    "ann_subquery_latest": lambda: Author.objects.annotate(
+        latest=Subquery(Book.objects.filter(author=OuterRef("pk"))
+                        .order_by("-published", "id").values("title")[:1]))
+    .order_by("id"),
+    "filter_exists": lambda: Author.objects.filter(Exists(
+        Article.objects.filter(author=OuterRef("pk"), is_published=True)))
+    .order_by("id"),
+    "filter_not_exists": lambda: Author.objects.filter(~Exists(
+        Book.objects.filter(author=OuterRef("pk")))).order_by("id"),
+    "filter_exists_two_levels": lambda: Author.objects.filter(Exists(
+        Book.objects.filter(author=OuterRef("pk")).filter(Exists(
+            Review.objects.filter(book=OuterRef("isbn"),
+                                  stars__gte=OuterRef(OuterRef("rating")))))))
+    .order_by("id"),
+    "filter_by_subquery_value": lambda: Book.objects.filter(
+        pages__gt=Subquery(Book.objects.filter(author_id=5).order_by(
+            "-pages").values("pages")[:1]) / 2).order_by("id"),
+    "filter_exists_annotation": lambda: Author.objects.annotate(
+        reviewed=Exists(Review.objects.filter(book__author=OuterRef("pk"))))
+    .filter(reviewed=True).order_by("id"),
+    "ann_m2m_count_shares_the_filter_join": lambda: Book.objects.filter(
+        readers__name__startswith="A").annotate(n=Count("readers"))
+    .order_by("id"),
+    "exclude_trimmed_many_to_many": lambda: Library.objects.exclude(
+        books=1).annotate(n_books=Count("books")),
+    # Filters with F() and transforms.
+    "filter_f": lambda: Book.objects.filter(sales__lt=F("pages") * 100)
+    .order_by("id"),
+    "filter_f_across_relation": lambda: Book.objects.filter(
+        published__lt=F("publisher__founded")).order_by("id"),
+    "filter_date_transforms": lambda: Book.objects.filter(
+        published__year__gte=1900, published__month__in=[1, 5, 10])
+    .order_by("id"),
+    "filter_datetime_transforms": lambda: Article.objects.filter(
+        pub_date__date__gte=datetime.date(2022, 3, 1),
+        pub_date__hour__lt=15),
+    "filter_json_keys": lambda: Book.objects.filter(
+        Q(metadata__edition=1) | Q(metadata__lang="ja") |
+        Q(metadata__chapters__gt=40)).order_by("id"),
+    "filter_json_contains_has_key": lambda: Book.objects.filter(
+        Q(metadata__contains={"lang": "fr"}) |
+        Q(metadata__has_key="adaptations")).order_by("id"),
+    "filter_json_nested_and_index": lambda: Author.objects.filter(
+        Q(profile__pen_names__0="Boz") | Q(profile__exile__from=1850))
+    .order_by("id"),
+    "filter_array": lambda: Book.objects.filter(
+        Q(keywords__contains=["gothic"]) | Q(keywords__overlap=["war"]) |
+        Q(keywords__0="romance")).order_by("id"),
+    "filter_array_len": lambda: Book.objects.filter(keywords__len__gte=3)
+    .order_by("id"),
+    "having_or_where": lambda: Author.objects.annotate(n=Count("books"))
+    .filter(Q(n__gte=5) | Q(name__startswith="Jane")).order_by("id"),
+    "exclude_annotation": lambda: Author.objects.annotate(n=Count("books"))
+    .exclude(n=0).order_by("id"),
+    "filter_annotation_expression": lambda: Book.objects.annotate(
+        lname=Lower("title")).filter(lname__startswith="the").order_by("id"),
+    # Ordering by annotations and transforms.
+    "order_by_annotation_sliced": lambda: Author.objects.annotate(
+        n=Count("books")).order_by("-n", "name")[:5],
+    "order_by_transform": lambda: Book.objects.order_by(
+        "-published__year", "id")[:10],
+    # values() / values_list(): per object, per group.
+    "values_per_object": lambda: Author.objects.annotate(
+        n=Count("books")).values("id", "name", "n"),
+    "values_grouped": lambda: Book.objects.values("publisher").annotate(
+        n=Count("id"), total_pages=Sum("pages")),
+    "values_grouped_across_relation": lambda: Book.objects.values(
+        "author__name").annotate(avg_pages=Avg("pages"), top=Max("price"))
+    .order_by("author__name"),
+    # (not ExtractYear() / 10: on PostgreSQL 14+ EXTRACT is numeric, so
+    # Django's SQL divides exactly there while its output type is an int)
+    "values_grouped_by_expression": lambda: Book.objects.annotate(
+        country=Lower("publisher__country")).values("country")
+    .annotate(n=Count("id"), first=Min("published")).order_by("country"),
+    "values_grouped_having": lambda: Book.objects.values("author").annotate(
+        n=Count("id")).filter(n__gte=4).order_by("-n", "author"),
+    "values_list_paths_and_transforms": lambda: Book.objects.filter(
+        pages__gt=800).values_list("title", "author__name",
+                                   "published__year").order_by("id"),
+    "values_list_flat": lambda: Book.objects.filter(author_id=1)
+    .values_list("title", flat=True).order_by("published"),
+    "values_list_grouped": lambda: Book.objects.values_list(
+        "author_id").annotate(n=Count("id")).order_by("author_id"),
+    "values_expressions_and_json_key": lambda: Book.objects.filter(
+        metadata__isnull=False).values("id", "metadata__lang",
+                                       t=Upper("title")).order_by("id"),
+    "values_distinct": lambda: Library.objects.values("city").distinct(),
+    "dates": lambda: Book.objects.dates("published", "year"),
+    "datetimes": lambda: Article.objects.datetimes("pub_date", "month"),
+    # Annotations in a Prefetch queryset and with select_related.
+    "prefetch_annotated": lambda: Author.objects.filter(
+        id__in=[1, 4, 5]).prefetch_related(Prefetch(
+            "books", queryset=Book.objects.annotate(
+                n_readers=Count("readers")).order_by("id"))),
+    "select_related_annotated": lambda: Book.objects.select_related(
+        "author").annotate(n_reviews=Count("reviews")).order_by("id")[:10],
+}
+
+# queryset.aggregate() against fetch_aggregate(): (queryset, args, kwargs)
+AGGREGATE_CASES = {
+    "agg_basic": lambda: (Book.objects.all(), (), dict(
+        n=Count("id"), total_pages=Sum("pages"), avg=Avg("pages"),
+        first=Min("published"), top=Max("price"))),
+    "agg_filtered_across_relation": lambda: (
+        Author.objects.filter(is_active=False), (), dict(
+            n_books=Count("books"),
+            publishers=Count("books__publisher", distinct=True))),
+    "agg_over_annotation": lambda: (
+        Author.objects.annotate(n=Count("books")), (), dict(
+            avg_n=Avg("n"), max_n=Max("n"))),
+    "agg_sliced": lambda: (Book.objects.filter(pages__isnull=False)
+                           .order_by("-pages", "id")[:5], (),
+                           dict(s=Sum("pages"), n=Count("id"))),
+    "agg_empty": lambda: (Book.objects.none(), (), dict(
+        n=Count("id"), s=Sum("pages"))),
+    "agg_stddev_variance": lambda: (Book.objects.all(), (), dict(
+        sd=StdDev("pages"), var=Variance("pages", sample=True))),
+    "agg_filter_q": lambda: (Book.objects.all(), (), dict(
+        long=Count("id", filter=Q(pages__gt=500)),
+        cheap=Sum("price", filter=Q(price__lt=10)))),
+    "agg_positional": lambda: (Book.objects.filter(author_id=5),
+                               (Max("pages"), Min("pages")), {}),
+    "agg_expression": lambda: (Book.objects.filter(price__isnull=False), (),
+                               dict(revenue=Sum(F("price") * F("sales")))),
+}
+
 
 # Cases that a known prefetchd bug breaks: while prefetchd answers them
 # with this error they are skipped with the reason (printed by run.py);
@@ -149,6 +376,22 @@ class FetchEqualsDjango(unittest.TestCase):
         self.assertEqual(resp["stats"]["queries"], queries,
                          "statements: prefetchd %d, Django %d"
                          % (resp["stats"]["queries"], queries))
+
+    def check_aggregate(self, build):
+        qs, args, kwargs = build()
+        expected, queries = django_aggregate(qs, *args, **kwargs)
+        resp = fetch_response(aggregate_spec(qs, *args, **kwargs), URL)
+        self.assertEqual(resp["aggregate"], expected,
+                         aggregate_spec(qs, *args, **kwargs))
+        self.assertEqual(resp["stats"]["queries"], queries,
+                         "statements: prefetchd %d, Django %d"
+                         % (resp["stats"]["queries"], queries))
+
+    def test_fetch_aggregate(self):
+        qs = Book.objects.filter(author_id=1)
+        self.assertEqual(fetch_aggregate(qs, url=URL, n=Count("id"),
+                                         pages=Sum("pages")),
+                         {"n": 4, "pages": 532 + 624 + 573 + 330})
 
     def test_sliced_prefetch(self):
         """Prefetch with a sliced queryset is Django 4.2's; Django 3.2 raises
@@ -207,5 +450,15 @@ def _make(name, build):
     return test
 
 
-for _name, _build in CASES.items():
+def _make_aggregate(name, build):
+    def test(self):
+        self.check_aggregate(build)
+    test.__doc__ = name
+    return test
+
+
+for _name, _build in {**CASES, **EXPR_CASES}.items():
     setattr(FetchEqualsDjango, "test_" + _name, _make(_name, _build))
+for _name, _build in AGGREGATE_CASES.items():
+    setattr(FetchEqualsDjango, "test_" + _name,
+            _make_aggregate(_name, _build))
