@@ -7,6 +7,10 @@
  * accepted (model, filter/exclude field, operator, only, defer, order_by,
  * select_related, prefetch_related, to_attr), where it must give a JSON 4xx
  * with a fitting code, or 200 for to_attr, which is just an output key.
+ * The same for the names of DESIGN.md §6: function names, cast targets,
+ * $f, $outer, values and aggregate paths are 4xx; annotation and aggregate
+ * names are output keys; a jsonb key and a $value are values, bound as
+ * parameters, whose answers PostgreSQL gives with the same parameter.
  * Never a 500, never a slow answer (pg_sleep), and afterwards every table
  * has its rows and author and book their checksums. Bodies that are not a
  * JSON object are a 400 JSON error.
@@ -300,6 +304,83 @@ static json_t *spec_cond(const char *model, const char *key, const char *name)
 	return spec;
 }
 
+/* An annotation's and an aggregate entry's name are output keys only:
+ * 200 with the count under that key (PostgreSQL counts the same rows), or
+ * a 4xx for a name the protocol refuses. */
+static void check_output_key_names(struct pfd *p, const char *h)
+{
+	json_t *want = db_json(
+		"SELECT count(*) FROM public.book_readers WHERE book_id = 1");
+	struct http_res res;
+
+	post(p,
+	     json_pack("{s:s, s:{s:i}, s:[s], s:{s:{s:s}}}", "model", "book",
+		       "filter", "id", 1, "only", "title", "annotate", h,
+		       "$count", "readers"),
+	     "annotation name", &res);
+	if (res.status == 200)
+		ck_assert_json_eq(
+			json_object_get(
+				json_array_get(
+					json_object_get(res.json, "results"),
+					0),
+				h),
+			want);
+	else
+		assert_error_in(&res, "bad_spec|bad_expression",
+				"annotation name");
+	http_res_cleanup(&res);
+	post(p,
+	     json_pack("{s:s, s:{s:i}, s:{s:{s:s}}}", "model", "book", "filter",
+		       "id", 1, "aggregate", h, "$count", "readers"),
+	     "aggregate name", &res);
+	if (res.status == 200)
+		ck_assert_json_eq(
+			json_object_get(json_object_get(res.json, "aggregate"),
+					h),
+			want);
+	else
+		assert_error_in(&res, "bad_spec|bad_expression",
+				"aggregate name");
+	http_res_cleanup(&res);
+	json_decref(want);
+}
+
+/* A jsonb key is a bound value ("metadata__<h>": 1 matches what
+ * PostgreSQL matches with the key as $1), and so is a $value, which comes
+ * back as it was sent. */
+static void check_json_key_and_literal(struct pfd *p, const char *h)
+{
+	char *key = concat("metadata__", h);
+	json_t *want = expected_books("(b.metadata -> $1) = '1'::jsonb", h);
+	struct http_res res;
+
+	post(p,
+	     json_pack("{s:s, s:{s:i}, s:[s]}", "model", "book", "filter", key,
+		       1, "only", "title"),
+	     "jsonb key", &res);
+	if (res.status == 200)
+		ck_assert_json_eq(json_object_get(res.json, "results"), want);
+	else /* a name the protocol refuses (too long, "__" inside...) */
+		assert_error_in(&res, "bad_spec|unknown_operator|unknown_field",
+				"jsonb key");
+	http_res_cleanup(&res);
+	json_decref(want);
+	post(p,
+	     json_pack("{s:s, s:{s:i}, s:[s], s:{s:{s:s}}}", "model", "book",
+		       "filter", "id", 1, "only", "title", "annotate", "v",
+		       "$value", h),
+	     "$value", &res);
+	ck_assert_msg(res.status == 200, "$value: %.300s", res.body);
+	ck_assert_str_eq(
+		json_string_value(json_object_get(
+			json_array_get(json_object_get(res.json, "results"), 0),
+			"v")),
+		h);
+	http_res_cleanup(&res);
+	free(key);
+}
+
 START_TEST(test_hostile_string_as_name)
 {
 	const char *h = hostile(_i);
@@ -309,6 +390,8 @@ START_TEST(test_hostile_string_as_name)
 	char *title_h = concat("title__", h);
 	char *minus_h = concat("-", h);
 	char *books_h = concat("book_set__", h);
+	char *fn_h = concat("$", h);
+	char *annot_h = concat("n__", h);
 	const struct {
 		const char *what;
 		json_t *spec;
@@ -362,6 +445,35 @@ START_TEST(test_hostile_string_as_name)
 			   "prefetch_related", "lookup", "book_set", "queryset",
 			   cond("filter", h)),
 		 "unknown_field|bad_spec"},
+		{"function name",
+		 json_pack("{s:s, s:{s:{s:s}}}", "model", "book", "annotate",
+			   "x", fn_h, "pages"),
+		 "bad_expression|bad_spec"},
+		{"cast target",
+		 json_pack("{s:s, s:{s:{s:s, s:s}}}", "model", "book",
+			   "annotate", "x", "$cast", "pages", "to", h),
+		 "bad_expression|bad_spec"},
+		{"$f path",
+		 json_pack("{s:s, s:{s:{s:s}}}", "model", "book", "annotate",
+			   "x", "$f", h),
+		 "unknown_field|bad_expression|bad_spec"},
+		{"aggregate argument",
+		 json_pack("{s:s, s:{s:{s:s}}}", "model", "book", "aggregate",
+			   "x", "$sum", h),
+		 "unknown_field|bad_expression|bad_spec"},
+		{"$outer path",
+		 json_pack("{s:s, s:{s:{s:s, s:{s:{s:s}}}}}", "model", "author",
+			   "filter", "$exists", "model", "book", "filter",
+			   "author", "$outer", h),
+		 "unknown_field|bad_expression|bad_spec"},
+		{"values entry",
+		 json_pack("{s:s, s:[s]}", "model", "book", "values", h),
+		 "unknown_field|bad_spec"},
+		{"order_by an annotation's transform",
+		 json_pack("{s:s, s:{s:{s:s}}, s:[s]}", "model", "author",
+			   "annotate", "n", "$count", "book", "order_by",
+			   annot_h),
+		 "unknown_field|unknown_operator|bad_expression|bad_spec"},
 	};
 
 	for (size_t u = 0; u < N(uses); u++) {
@@ -402,6 +514,8 @@ START_TEST(test_hostile_string_as_name)
 		http_res_cleanup(&res);
 	}
 
+	check_output_key_names(p, h);
+	check_json_key_and_literal(p, h);
 	after = db_snapshot();
 	ck_assert_json_eq(after, before);
 	json_decref(before);
@@ -410,6 +524,8 @@ START_TEST(test_hostile_string_as_name)
 	free(title_h);
 	free(minus_h);
 	free(books_h);
+	free(fn_h);
+	free(annot_h);
 }
 END_TEST
 
