@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 enum {
 	FN_ADD,
@@ -392,26 +393,40 @@ static int annot_ref(struct qctx *c, int i, struct rexpr *out)
 
 /* ---- transforms (§6.2) ----------------------------------------------- */
 
+/* A lookup's date transform and the function it is (published__year is
+ * ExtractYear("published")). */
 static const struct {
-	const char *name; /* the lookup's transform */
-	const char *fn;	  /* the function it is */
-	bool time_part;	  /* needs a time of day: not on a date */
-	bool date_part;	  /* needs a date: not on a time */
+	const char *name;
+	const char *fn;
 } date_transforms[] = {
-	{"year", "extract_year", false, true},
-	{"iso_year", "extract_iso_year", false, true},
-	{"quarter", "extract_quarter", false, true},
-	{"month", "extract_month", false, true},
-	{"week", "extract_week", false, true},
-	{"day", "extract_day", false, true},
-	{"week_day", "extract_week_day", false, true},
-	{"iso_week_day", "extract_iso_week_day", false, true},
-	{"hour", "extract_hour", true, false},
-	{"minute", "extract_minute", true, false},
-	{"second", "extract_second", true, false},
-	{"date", "trunc_date", false, true},
-	{"time", "trunc_time", true, false},
+	{"year", "extract_year"},
+	{"iso_year", "extract_iso_year"},
+	{"quarter", "extract_quarter"},
+	{"month", "extract_month"},
+	{"week", "extract_week"},
+	{"day", "extract_day"},
+	{"week_day", "extract_week_day"},
+	{"iso_week_day", "extract_iso_week_day"},
+	{"hour", "extract_hour"},
+	{"minute", "extract_minute"},
+	{"second", "extract_second"},
+	{"date", "trunc_date"},
+	{"time", "trunc_time"},
 };
+
+/* Whether fn reads the time of day (a date has none) rather than the
+ * date (a time has none). */
+static bool reads_time_of_day(const struct rfn *f)
+{
+	static const char *const parts[] = {"hour", "minute", "second"};
+
+	if (f->cls == FC_TO_TIME)
+		return true;
+	for (size_t i = 0; f->part && i < sizeof(parts) / sizeof(parts[0]); i++)
+		if (strcasecmp(f->part, parts[i]) == 0)
+			return true;
+	return false;
+}
 
 /* The type of fn applied to an operand of type t, or -1 (and err) when
  * Django refuses it. */
@@ -419,21 +434,13 @@ static int temporal_fn_type(struct qctx *c, int fn, enum rtype t,
 			    const char *at)
 {
 	const struct rfn *f = &resolve_fns[fn];
+	bool time_part = reads_time_of_day(f);
 	char cls[64];
-	bool time_part;
 
 	fn_class_name(f->name, cls, sizeof(cls));
 	if (!is_temporal(t))
 		return bad(c, at, "%s takes a date, time or datetime, not %s",
 			   cls, type_name(t));
-	time_part = f->part && (strcmp(f->part, "hour") == 0 ||
-				strcmp(f->part, "minute") == 0 ||
-				strcmp(f->part, "second") == 0 ||
-				strcmp(f->part, "HOUR") == 0 ||
-				strcmp(f->part, "MINUTE") == 0 ||
-				strcmp(f->part, "SECOND") == 0);
-	if (f->cls == FC_TO_TIME)
-		time_part = true;
 	if (t == RT_DATE && time_part)
 		return bad(c, at,
 			   "Cannot extract a time component (%s) from a "
