@@ -829,8 +829,12 @@ static int resolve_agg(struct qctx *c, const struct spec_expr *e, int fn,
 	if (e->dflt) {
 		/* Django 4.0+: Coalesce(aggregate, default) */
 		struct rexpr agg = *out, dflt;
+
+		/* agg owns the aggregate now: out is rebuilt below */
+		*out = (struct rexpr){.kind = RX_NULL, .param = -1};
 		if (expr_resolve(c, e->dflt, false, &dflt) < 0) {
 			expr_cleanup(&agg);
+			expr_cleanup(&dflt);
 			return -1;
 		}
 		if (make_node(c, out, RX_FUNC, 2) < 0) {
