@@ -156,8 +156,9 @@ static int add_empty_values(struct pb *b, int node, const struct rqs *qs)
 	if (!(n->empty = calloc(qs->naggs + 1, sizeof(char *))))
 		return OOM(b->err);
 	for (size_t i = 0; i < qs->naggs; i++)
-		if (qs->aggs[i].empty &&
-		    !(n->empty[i] = strdup(qs->aggs[i].empty)))
+		if (qs->annots[qs->first_agg + i].empty &&
+		    !(n->empty[i] =
+			      strdup(qs->annots[qs->first_agg + i].empty)))
 			return OOM(b->err);
 	return 0;
 }
@@ -170,7 +171,8 @@ static int add_fields(struct pb *b, int node, const struct rqs *qs)
 	b->plan->nodes[node].shape = (enum plan_shape)qs->shape;
 	if (qs->shape == SHAPE_AGGREGATE) {
 		for (size_t i = 0; i < qs->naggs; i++)
-			if (add_expr_field(b, node, &qs->aggs[i]) < 0)
+			if (add_expr_field(b, node,
+					   &qs->annots[qs->first_agg + i]) < 0)
 				return -1;
 		return add_empty_values(b, node, qs);
 	}

@@ -448,7 +448,7 @@ static void render_expr(const struct rctx *r, const struct rexpr *e)
 		sb_add(s, ")::%s", resolve_cast_sql(e->fn));
 		break;
 	case RX_ANNOT:
-		if (r->wrapped && r->qs->annots + e->annot < r->qs->aggs) {
+		if (r->wrapped && (size_t)e->annot < r->qs->first_agg) {
 			sb_lit(s, "t0.");
 			sb_alias(s, "pf_a", (size_t)e->annot);
 			break;
@@ -971,11 +971,11 @@ static void render_aggregate(const struct rctx *r, int *next, int *nlimit)
 	outer.wrapped = true;
 	render_select_list(&outer, 0, NULL);
 	sb_add(s, " FROM (SELECT %st0.*", qs->distinct ? "DISTINCT " : "");
-	for (const struct rannot *a = qs->annots; a < qs->aggs; a++) {
+	for (size_t i = 0; i < qs->first_agg; i++) {
 		sb_lit(s, ", ");
-		render_expr(r, &a->expr);
+		render_expr(r, &qs->annots[i].expr);
 		sb_lit(s, " AS ");
-		sb_alias(s, "pf_a", (size_t)(a - qs->annots));
+		sb_alias(s, "pf_a", i);
 	}
 	render_body(r, NULL);
 	render_order(r, NULL);

@@ -1348,7 +1348,6 @@ static void rqs_cleanup(struct rqs *qs)
 	for (size_t i = 0; i < qs->nparams; i++)
 		free(qs->params[i]);
 	free(qs->params);
-	/* aggs points into annots */
 	annots_free(qs->annots, qs->nannots);
 	annots_free(qs->values, qs->nvalues);
 	memset(qs, 0, sizeof(*qs));
@@ -1412,9 +1411,7 @@ static void decide_grouping(struct rqs *qs)
 {
 	bool agg = qs->having != NULL;
 	/* aggregate() entries are annotations too, of the wrapped query */
-	size_t n = qs->shape == SHAPE_AGGREGATE
-			   ? (size_t)(qs->aggs - qs->annots)
-			   : qs->nannots;
+	size_t n = qs->shape == SHAPE_AGGREGATE ? qs->first_agg : qs->nannots;
 
 	for (size_t i = 0; i < n; i++)
 		agg |= qs->annots[i].expr.has_agg;

@@ -255,7 +255,9 @@ struct rqs {
 	bool has_values;
 	bool group_values; /* GROUP BY the values entries */
 	enum { SHAPE_OBJECTS, SHAPE_LISTS, SHAPE_FLAT, SHAPE_AGGREGATE } shape;
-	struct rannot *aggs; /* aggregate entries (SHAPE_AGGREGATE) */
+	/* SHAPE_AGGREGATE: the aggregate entries are annots[first_agg..],
+	 * bound as annotations (an entry may use an earlier one) */
+	size_t first_agg;
 	size_t naggs;
 	bool agg_wrapped; /* aggregate() over a subquery of the rows */
 	int outer_depth;  /* a subquery's: 1 or 2 levels inside */

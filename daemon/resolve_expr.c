@@ -1440,7 +1440,10 @@ int expr_resolve_aggregate(struct qctx *c, const struct spec_queryset *spec)
 		if (empty_value(c, &r->expr, &r->empty) < 0)
 			return OOM(c->err);
 	}
+	qs->first_agg = base;
 	qs->naggs = qs->nannots - base;
-	qs->aggs = qs->annots + base;
+	/* aggregate() of nothing is {}, as Django answers it: no statement */
+	if (qs->naggs == 0)
+		qs->empty = true;
 	return 0;
 }
