@@ -953,8 +953,10 @@ static void render_cap(struct sbuf *s, long row_cap)
 		sb_add(s, " LIMIT %ld", row_cap);
 }
 
-/* aggregate() (DESIGN.md §6.5): one row over the whole queryset, or over
- * its slice, which is a subquery of its own columns named as the table. */
+/* aggregate() (DESIGN.md §6.5): one row over the whole queryset; over a
+ * sliced, distinct or annotated one (agg_wrapped), over a subquery of its
+ * rows named as the table, t0: its columns and its annotations "pf_a<i>",
+ * which the entries read (Django wraps it the same way). */
 static void render_aggregate(const struct rctx *r, int *next, int *nlimit)
 {
 	const struct rqs *qs = r->qs;
