@@ -362,8 +362,6 @@ static void render_agg(const struct rctx *r, const struct rexpr *e)
 	const struct rfn *f = &resolve_fns[e->fn];
 	struct sbuf *s = r->s;
 
-	if (e->as_float)
-		sb_lit(s, "(");
 	sb_add(s, "%s", e->sample ? f->part : f->sql);
 	sb_lit(s, "(");
 	if (e->distinct)
@@ -378,8 +376,6 @@ static void render_agg(const struct rctx *r, const struct rexpr *e)
 		render_cond(r, e->filter);
 		sb_lit(s, ")");
 	}
-	if (e->as_float)
-		sb_lit(s, ")::double precision");
 }
 
 static void render_subquery(const struct rctx *r, const struct rqs *qs,
@@ -578,6 +574,11 @@ static void render_term(const struct rctx *r, const struct rcond *c)
 			break;
 		case OP_IN:
 			render_lhs(r, c);
+			if (c->rhs) { /* IN (SELECT ...) */
+				sb_lit(s, " IN ");
+				render_expr(r, c->rhs);
+				break;
+			}
 			sb_lit(s, " = ANY(");
 			sb_add(s, "$%d", c->param + r->pbase);
 			if (cast)
@@ -690,10 +691,17 @@ static void render_sel(const struct rctx *r, size_t i)
 	case SEL_EXPR:
 		if (e->to_json)
 			sb_lit(s, "to_json(");
-		if (e->kind == SEL_EXPR)
+		if (e->kind == SEL_EXPR && e->expr->pg_numeric) {
+			/* Django's float: the numeric PostgreSQL computed,
+			 * converted once, as Django converts it */
+			sb_lit(s, "(");
 			render_expr(r, e->expr);
-		else
+			sb_lit(s, ")::double precision");
+		} else if (e->kind == SEL_EXPR) {
+			render_expr(r, e->expr);
+		} else {
 			sb_col(r, e->join, e->col);
+		}
 		/* json has no equality operator for DISTINCT; its text is the
 		 * same JSON and compares. */
 		if (e->to_json)
@@ -728,6 +736,170 @@ static void group_item(struct sbuf *s, bool *first)
 {
 	sb_add(s, *first ? " GROUP BY " : ", ");
 	*first = false;
+}
+
+/* Whether a column of join j is one PostgreSQL would call ungrouped:
+ * any column when the values entries are the groups, else a column of a
+ * join with many rows per object (the object's key does not decide it). */
+static bool ungrouped_col(const struct rqs *qs, int join)
+{
+	return qs->group_values || !one_per_row(qs, join);
+}
+
+static bool refs_ungrouped(const struct rqs *qs, const struct rexpr *e);
+
+static bool cond_refs_ungrouped(const struct rqs *qs, const struct rcond *c)
+{
+	if (c->kind == RC_TERM && !c->lhs && ungrouped_col(qs, c->col.join))
+		return true;
+	if ((c->lhs && refs_ungrouped(qs, c->lhs)) ||
+	    (c->rhs && refs_ungrouped(qs, c->rhs)))
+		return true;
+	for (size_t i = 0; i < c->nchildren; i++)
+		if (cond_refs_ungrouped(qs, &c->children[i]))
+			return true;
+	return false;
+}
+
+static bool sub_refs_ungrouped(const struct rqs *qs, const struct rqs *in);
+
+/* Whether e, which has no aggregate, reads an ungrouped column (a
+ * subquery does through its $outer references). */
+static bool refs_ungrouped(const struct rqs *qs, const struct rexpr *e)
+{
+	switch (e->kind) {
+	case RX_COL:
+		return ungrouped_col(qs, e->col.join);
+	case RX_ANNOT:
+		return refs_ungrouped(qs, &qs->annots[e->annot].expr);
+	case RX_SUBQUERY:
+	case RX_EXISTS:
+		return sub_refs_ungrouped(qs, e->query);
+	default:
+		break;
+	}
+	for (size_t i = 0; i < e->nargs; i++)
+		if (refs_ungrouped(qs, &e->args[i]))
+			return true;
+	for (size_t i = 0; i < e->nwhens; i++)
+		if (cond_refs_ungrouped(qs, &e->whens[i]))
+			return true;
+	return false;
+}
+
+/* The $outer references of subquery in (one level down) that read an
+ * ungrouped column of qs. */
+static bool outer_refs_ungrouped(const struct rqs *qs, const struct rexpr *e);
+
+static bool outer_cond_refs_ungrouped(const struct rqs *qs,
+				      const struct rcond *c)
+{
+	if ((c->lhs && outer_refs_ungrouped(qs, c->lhs)) ||
+	    (c->rhs && outer_refs_ungrouped(qs, c->rhs)))
+		return true;
+	for (size_t i = 0; i < c->nchildren; i++)
+		if (outer_cond_refs_ungrouped(qs, &c->children[i]))
+			return true;
+	return false;
+}
+
+static bool outer_refs_ungrouped(const struct rqs *qs, const struct rexpr *e)
+{
+	if (e->kind == RX_OUTER)
+		return e->outer == 1 && refs_ungrouped(qs, &e->args[0]);
+	for (size_t i = 0; i < e->nargs; i++)
+		if (outer_refs_ungrouped(qs, &e->args[i]))
+			return true;
+	for (size_t i = 0; i < e->nwhens; i++)
+		if (outer_cond_refs_ungrouped(qs, &e->whens[i]))
+			return true;
+	if (e->filter && outer_cond_refs_ungrouped(qs, e->filter))
+		return true;
+	return false;
+}
+
+static bool sub_refs_ungrouped(const struct rqs *qs, const struct rqs *in)
+{
+	if ((in->where && outer_cond_refs_ungrouped(qs, in->where)) ||
+	    (in->having && outer_cond_refs_ungrouped(qs, in->having)))
+		return true;
+	for (size_t i = 0; i < in->nannots; i++)
+		if (outer_refs_ungrouped(qs, &in->annots[i].expr))
+			return true;
+	for (size_t i = 0; i < in->nvalues; i++)
+		if (outer_refs_ungrouped(qs, &in->values[i].expr))
+			return true;
+	return false;
+}
+
+static void group_item(struct sbuf *s, bool *first);
+static void group_cond_parts(const struct rctx *r, const struct rcond *c,
+			     bool *first);
+
+/* Groups by the parts of e outside its aggregates that read ungrouped
+ * columns, as Django adds them to GROUP BY: Sum("age") + F("age") per
+ * values("name") group, Max("book__pages") next to a When on a to-many
+ * relation. */
+static void group_free_parts(const struct rctx *r, const struct rexpr *e,
+			     bool *first)
+{
+	if (!e->has_agg) {
+		if (e->kind != RX_PARAM && e->kind != RX_NULL &&
+		    refs_ungrouped(r->qs, e)) {
+			group_item(r->s, first);
+			render_expr(r, e);
+		}
+		return;
+	}
+	if (e->kind == RX_AGG)
+		return;
+	if (e->kind == RX_ANNOT) {
+		group_free_parts(r, &r->qs->annots[e->annot].expr, first);
+		return;
+	}
+	for (size_t i = 0; i < e->nargs; i++)
+		group_free_parts(r, &e->args[i], first);
+	for (size_t i = 0; i < e->nwhens; i++)
+		group_cond_parts(r, &e->whens[i], first);
+}
+
+static void group_cond_parts(const struct rctx *r, const struct rcond *c,
+			     bool *first)
+{
+	if (c->kind == RC_TERM && !c->lhs &&
+	    ungrouped_col(r->qs, c->col.join)) {
+		group_item(r->s, first);
+		sb_col(r, c->col.join, c->col.col);
+	}
+	if (c->lhs)
+		group_free_parts(r, c->lhs, first);
+	if (c->rhs)
+		group_free_parts(r, c->rhs, first);
+	for (size_t i = 0; i < c->nchildren; i++)
+		group_cond_parts(r, &c->children[i], first);
+}
+
+/* What the objects' keys or the values entries do not decide: the free
+ * parts of what is selected, ordered by and tested after grouping. */
+static void group_free(const struct rctx *r, bool *first)
+{
+	const struct rqs *qs = r->qs;
+
+	if (qs->has_values) {
+		/* the entries that are the groups are grouped already */
+		for (size_t i = 0; i < qs->nvalues; i++)
+			if (!qs->group_values || qs->values[i].expr.has_agg)
+				group_free_parts(r, &qs->values[i].expr, first);
+	} else {
+		for (size_t i = 0; i < qs->nannots; i++)
+			if (qs->annots[i].selected)
+				group_free_parts(r, &qs->annots[i].expr, first);
+	}
+	for (size_t i = 0; i < qs->norder; i++)
+		if (qs->order[i].expr && qs->order[i].expr->has_agg)
+			group_free_parts(r, qs->order[i].expr, first);
+	if (qs->having)
+		group_cond_parts(r, qs->having, first);
 }
 
 /* GROUP BY the objects' keys (an aggregate per object, DESIGN.md §6.3), or
@@ -780,6 +952,8 @@ static void render_group(const struct rctx *r)
 				sb_col(r, o->col.join, o->col.col);
 		}
 	}
+	if (qs->grouped || qs->group_values)
+		group_free(r, &first);
 	if (qs->having) {
 		sb_lit(s, " HAVING ");
 		render_cond(r, qs->having);
@@ -953,6 +1127,46 @@ static void render_cap(struct sbuf *s, long row_cap)
 		sb_add(s, " LIMIT %ld", row_cap);
 }
 
+/* The wrapped rows of an aggregate: t0's columns and the annotations. */
+static void render_row_columns(const struct rctx *r)
+{
+	const struct rqs *qs = r->qs;
+
+	sb_lit(r->s, "t0.*");
+	for (size_t i = 0; i < qs->first_agg; i++) {
+		sb_lit(r->s, ", ");
+		render_expr(r, &qs->annots[i].expr);
+		sb_lit(r->s, " AS ");
+		sb_alias(r->s, "pf_a", i);
+	}
+}
+
+/* The wrapped groups of values().annotate().aggregate(): each entry, a
+ * column under its own name (the entries' paths read t0."rating"), an
+ * annotation as "pf_a<i>". */
+static void render_group_columns(const struct rctx *r)
+{
+	const struct rqs *qs = r->qs;
+
+	for (size_t i = 0; i < qs->nvalues; i++) {
+		const struct rexpr *v = &qs->values[i].expr;
+		if (i)
+			sb_lit(r->s, ", ");
+		if (v->kind == RX_ANNOT) {
+			render_expr(r, &qs->annots[v->annot].expr);
+			sb_lit(r->s, " AS ");
+			sb_alias(r->s, "pf_a", (size_t)v->annot);
+			continue;
+		}
+		render_expr(r, v);
+		sb_lit(r->s, " AS ");
+		if (v->kind == RX_COL && v->col.join == 0)
+			sb_ident(r->s, v->col.col->name);
+		else
+			sb_alias(r->s, "pf_v", i);
+	}
+}
+
 /* aggregate() (DESIGN.md §6.5): one row over the whole queryset; over a
  * sliced, distinct or annotated one (agg_wrapped), over a subquery of its
  * rows named as the table, t0: its columns and its annotations "pf_a<i>",
@@ -972,13 +1186,11 @@ static void render_aggregate(const struct rctx *r, int *next, int *nlimit)
 	}
 	outer.wrapped = true;
 	render_select_list(&outer, 0, NULL);
-	sb_add(s, " FROM (SELECT %st0.*", qs->distinct ? "DISTINCT " : "");
-	for (size_t i = 0; i < qs->first_agg; i++) {
-		sb_lit(s, ", ");
-		render_expr(r, &qs->annots[i].expr);
-		sb_lit(s, " AS ");
-		sb_alias(s, "pf_a", i);
-	}
+	sb_add(s, " FROM (SELECT %s", qs->distinct ? "DISTINCT " : "");
+	if (qs->group_values)
+		render_group_columns(r);
+	else
+		render_row_columns(r);
 	render_body(r, NULL);
 	render_order(r, NULL);
 	if (qs->has_limit) {

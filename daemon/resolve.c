@@ -520,7 +520,7 @@ int walk_path(struct qctx *c, char **parts, int n, bool negated, bool left,
 					  "field. Choices are: %s",
 					  parts[i], names);
 		}
-		if (rel->to_many && negated && w->scope == 0) {
+		if (rel->to_many && negated && w->scope == 0 && !c->no_split) {
 			w->scope = ++c->qs->nscopes;
 			*new_scope = w->scope;
 			left = false; /* inside EXISTS the term is positive */
@@ -635,14 +635,17 @@ static int resolve_term(struct qctx *c, const struct spec_cond *sc,
 	if (n < 0)
 		return pf_err_set(c->err, 422, "unknown_field", sc->at,
 				  "'%s' is not a valid lookup", sc->lookup);
-	annot = expr_find_annot(c, parts[0]);
-	if (annot >= 0 && !find_field(c->qs->model, parts[0]))
-		from = 1;
-	else if (walk_path(c, parts, n, negated, negated || in_or, sc->at, &w,
-			   &new_scope) < 0)
-		return -1;
-	else
-		from = w.next, annot = -1;
+	/* an annotation comes first, as in Django (its name may have "__");
+	 * an aggregate() entry may be named as a field, which then wins */
+	annot = expr_find_annot_prefix(c, parts, n, &from);
+	if (annot >= 0 && from == 1 && find_field(c->qs->model, parts[0]))
+		annot = -1;
+	if (annot < 0) {
+		if (walk_path(c, parts, n, negated, negated || in_or, sc->at,
+			      &w, &new_scope) < 0)
+			return -1;
+		from = w.next;
+	}
 	if (new_scope) {
 		/* The EXISTS node wraps the positive term. */
 		out->kind = RC_EXISTS;
@@ -675,7 +678,10 @@ static int resolve_term(struct qctx *c, const struct spec_cond *sc,
 			[OP_EXACT] = true, [OP_GT] = true,  [OP_GTE] = true,
 			[OP_LT] = true,	   [OP_LTE] = true,
 		};
-		if ((size_t)t->op >= sizeof(takes_expr) || !takes_expr[t->op])
+		bool in_subquery =
+			t->op == OP_IN && sc->rhs->kind == SPEC_EX_SUBQUERY;
+		if (!in_subquery &&
+		    ((size_t)t->op >= sizeof(takes_expr) || !takes_expr[t->op]))
 			return pf_err_set(c->err, 422, "bad_expression", sc->at,
 					  "'%s' does not take an expression",
 					  op_names[t->op]);
@@ -999,14 +1005,14 @@ static int order_by_transform(struct qctx *c, int join,
 
 /* An annotation by name, as Django's order_by("-n_books"). */
 static int order_by_annotation(struct qctx *c, int annot, char **parts, int n,
-			       bool desc, const char *at)
+			       int used, bool desc, const char *at)
 {
 	struct rexpr e = {.kind = RX_ANNOT, .annot = annot, .param = -1};
 
 	e.type = c->qs->annots[annot].expr.type;
 	e.render = c->qs->annots[annot].expr.render;
 	e.has_agg = c->qs->annots[annot].expr.has_agg;
-	if (expr_transforms(c, &e, parts, n, 1, at, NULL) < 0) {
+	if (expr_transforms(c, &e, parts, n, used, at, NULL) < 0) {
 		expr_cleanup(&e);
 		return -1;
 	}
@@ -1055,7 +1061,7 @@ static int resolve_order_term(struct qctx *c, const char *field, bool desc,
 {
 	char buf[1024], *parts[MAX_PARTS], names[1024];
 	const struct schema_model *m = c->qs->model;
-	int n, join = 0, annot;
+	int n, join = 0, annot, used;
 	const char *bad = field;
 
 	if (strcmp(field, "?") == 0) {
@@ -1071,9 +1077,9 @@ static int resolve_order_term(struct qctx *c, const char *field, bool desc,
 	if (n < 0)
 		return pf_err_set(c->err, 422, "unknown_field", at,
 				  "'%s' is not a valid ordering", field);
-	annot = expr_find_annot(c, parts[0]);
-	if (annot >= 0 && !find_field(m, parts[0]))
-		return order_by_annotation(c, annot, parts, n, desc, at);
+	annot = expr_find_annot_prefix(c, parts, n, &used);
+	if (annot >= 0 && !(used == 1 && find_field(m, parts[0])))
+		return order_by_annotation(c, annot, parts, n, used, desc, at);
 	for (int i = 0; i < n; i++) {
 		const struct schema_relation *rel =
 			schema_find_query_relation(m, parts[i]);
@@ -1337,6 +1343,14 @@ static void order_free(struct rqs *qs)
 	qs->norder = 0;
 }
 
+static void drop_values(struct rqs *qs)
+{
+	annots_free(qs->values, qs->nvalues);
+	qs->values = NULL;
+	qs->nvalues = 0;
+	qs->has_values = false;
+}
+
 static void rqs_cleanup(struct rqs *qs)
 {
 	cond_free(qs->where);
@@ -1395,12 +1409,10 @@ static int check_shape(struct qctx *c, const struct spec_queryset *spec)
 		return pf_err_set(c->err, 422, "values_with_prefetch", at,
 				  "Prefetch querysets cannot use raw(), "
 				  "values(), and values_list().");
-	if (spec->has_aggregate && (spec->nprefetch_related ||
-				    spec->nselect_related || spec->has_values))
+	if (spec->has_aggregate && spec->nprefetch_related)
 		return pf_err_set(c->err, 400, "bad_spec", "aggregate",
 				  "\"aggregate\" answers one object: it does "
-				  "not go with prefetch_related, "
-				  "select_related, values or values_list");
+				  "not go with prefetch_related");
 	return 0;
 }
 
@@ -1426,8 +1438,8 @@ static int check_aggregate_wrap(struct qctx *c, size_t njoins)
 {
 	struct rqs *qs = c->qs;
 
-	qs->agg_wrapped =
-		qs->has_limit || qs->offset || qs->distinct || qs->grouped;
+	qs->agg_wrapped = qs->has_limit || qs->offset || qs->distinct ||
+			  qs->grouped || qs->group_values;
 	if (qs->agg_wrapped && qs->njoins > njoins)
 		return pf_err_set(c->err, 422, "bad_expression", "aggregate",
 				  "aggregate() over a sliced, distinct or "
@@ -1467,7 +1479,9 @@ static int bind_qs(struct qctx *c, const struct spec_queryset *spec,
 			qs->empty = true;
 		if (expr_resolve_annotations(c, spec) < 0)
 			return -1;
-		for (size_t i = 0; i < spec->nselect_related; i++)
+		/* aggregate() ignores select_related, as Django does */
+		for (size_t i = 0;
+		     i < spec->nselect_related && !spec->has_aggregate; i++)
 			if (resolve_select_path(c, &spec->select_related[i]) <
 			    0)
 				return -1;
@@ -1475,6 +1489,11 @@ static int bind_qs(struct qctx *c, const struct spec_queryset *spec,
 			return -1;
 		if (spec->has_values && expr_resolve_values(c, spec) < 0)
 			return -1;
+		/* values().aggregate(): over the groups when values groups
+		 * (values("rating").annotate(n=Count("id")).aggregate(...)),
+		 * else the values are ignored, as Django ignores them */
+		if (spec->has_aggregate && qs->has_values && !qs->group_values)
+			drop_values(qs);
 		if (spec->has_aggregate) {
 			size_t njoins = qs->njoins;
 			c->in_aggregate = true;

@@ -117,18 +117,21 @@ struct rexpr {
 	 * cast, or the type's name); NULL: let PostgreSQL infer it */
 	const char *cast;
 	enum schema_render render;
-	bool has_agg;	      /* an aggregate is in it (HAVING, grouping) */
-	struct rcol col;      /* RX_COL, RX_OUTER */
-	int outer;	      /* RX_OUTER: 1 or 2 */
-	int param;	      /* RX_PARAM, RX_KEY, RX_KEY_TEXT, RX_INDEX */
-	bool key_path;	      /* RX_KEY: the param is a text[] path (#>) */
-	bool key_index;	      /* RX_KEY: the key is an array index (-> int) */
-	int fn;		      /* RX_FUNC, RX_AGG, RX_ARITH: which */
-	bool distinct;	      /* RX_AGG */
-	bool sample;	      /* RX_AGG: StdDev/Variance of a sample */
-	bool as_float;	      /* Django's type is a float where PostgreSQL's is
-			     numeric (Avg of integers): ::double precision */
-	bool star;	      /* RX_AGG: Count("*") */
+	bool has_agg;	 /* an aggregate is in it (HAVING, grouping) */
+	struct rcol col; /* RX_COL, RX_OUTER */
+	int outer;	 /* RX_OUTER: 1 or 2 */
+	int param;	 /* RX_PARAM, RX_KEY, RX_KEY_TEXT, RX_INDEX */
+	bool key_path;	 /* RX_KEY: the param is a text[] path (#>) */
+	bool key_index;	 /* RX_KEY: the key is an array index (-> int) */
+	int fn;		 /* RX_FUNC, RX_AGG, RX_ARITH: which */
+	bool distinct;	 /* RX_AGG */
+	bool sample;	 /* RX_AGG: StdDev/Variance of a sample */
+	bool pg_numeric; /* Django's type is a float where PostgreSQL computes a
+			   numeric (Avg of integers, a float literal, which
+			   Django sends as a numeric): written ::double
+			   precision where the value is selected, as Django
+			   converts it to a float then */
+	bool star;	 /* RX_AGG: Count("*") */
 	struct rcond *filter; /* RX_AGG: FILTER (WHERE ...) or NULL */
 	struct rexpr *args;
 	size_t nargs;

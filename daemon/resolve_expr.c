@@ -349,9 +349,12 @@ static int literal(struct qctx *c, const struct spec_value *v, bool json,
 		long long n;
 		errno = 0;
 		n = strtoll(v->text, &end, 10);
-		if (*end || v->real)
+		if (*end || v->real) {
+			/* psycopg sends Python's 0.1 as the numeric 0.1 */
 			set_type(out, RT_FLOAT);
-		else
+			out->cast = "pg_catalog.numeric";
+			out->pg_numeric = true;
+		} else
 			set_type(out,
 				 errno || n > 2147483647LL || n < -2147483648LL
 					 ? RT_BIGINT
@@ -366,8 +369,39 @@ static int literal(struct qctx *c, const struct spec_value *v, bool json,
 		set_type(out, RT_JSON);
 		break;
 	}
-	out->param = add_param(c, v->text);
+	if (out->pg_numeric && !strpbrk(v->text, ".eE")) {
+		/* 0.0 stays a numeric with a fraction, as Decimal("0.0") and
+		 * Python's 0.0 are; the spec keeps the shortest text ("0") */
+		char text[72];
+		snprintf(text, sizeof(text), "%s.0", v->text);
+		out->param = add_param(c, text);
+	} else {
+		out->param = add_param(c, v->text);
+	}
 	return out->param < 0 ? -1 : 0;
+}
+
+/* The annotation that the first parts of a path name, as Django's
+ * refs_expression tries them, shortest first ("book__rating__avg__gt" is
+ * the annotation book__rating__avg and the operator gt); *used: its parts.
+ * -1 when there is none. */
+int expr_find_annot_prefix(const struct qctx *c, char **parts, int n, int *used)
+{
+	char name[1024];
+	size_t len = 0;
+
+	for (int k = 0; k < n; k++) {
+		int i;
+		len += (size_t)snprintf(name + len, sizeof(name) - len, "%s%s",
+					k ? "__" : "", parts[k]);
+		if (len >= sizeof(name))
+			return -1;
+		if ((i = expr_find_annot(c, name)) >= 0) {
+			*used = k + 1;
+			return i;
+		}
+	}
+	return -1;
 }
 
 int expr_find_annot(const struct qctx *c, const char *name)
@@ -387,7 +421,7 @@ static int annot_ref(struct qctx *c, int i, struct rexpr *out)
 	out->cast = a->cast;
 	out->render = a->render;
 	out->has_agg = a->has_agg;
-	out->as_float = false;
+	out->pg_numeric = a->pg_numeric;
 	return 0;
 }
 
@@ -641,21 +675,18 @@ static int field_path(struct qctx *c, const char *path, bool left,
 {
 	char buf[1024], *parts[MAX_PARTS];
 	struct walk w = {0};
-	int n, annot, new_scope = 0;
+	int n, annot, used, new_scope = 0;
 
-	/* an aggregate() entry by its whole name ("pages__max") */
-	if ((annot = expr_find_annot(c, path)) >= 0 && strstr(path, "__"))
-		return annot_ref(c, annot, out);
 	snprintf(buf, sizeof(buf), "%s", path);
 	n = split_path(buf, parts, MAX_PARTS);
 	if (n < 0)
 		return pf_err_set(c->err, 422, "unknown_field", at,
 				  "'%s' is not a valid field path", path);
-	annot = expr_find_annot(c, parts[0]);
-	if (annot >= 0 && !find_field(c->qs->model, parts[0])) {
+	annot = expr_find_annot_prefix(c, parts, n, &used);
+	if (annot >= 0 && !(used == 1 && find_field(c->qs->model, parts[0]))) {
 		if (annot_ref(c, annot, out) < 0)
 			return -1;
-		return expr_transforms(c, out, parts, n, 1, at, NULL);
+		return expr_transforms(c, out, parts, n, used, at, NULL);
 	}
 	w.no_op = true;
 	w.promote = true;
@@ -704,10 +735,15 @@ static int arith_type(struct qctx *c, struct rexpr *e, int fn, const char *at)
 	enum rtype a = e->args[0].type, b = e->args[1].type;
 	bool a_null = e->args[0].kind == RX_NULL;
 	bool b_null = e->args[1].kind == RX_NULL;
+	/* a float8 of PostgreSQL's own (a float column), not a numeric
+	 * that Django takes as a float */
+	bool a_pg_float = a == RT_FLOAT && !e->args[0].pg_numeric;
+	bool b_pg_float = b == RT_FLOAT && !e->args[1].pg_numeric;
 	enum rtype t;
 
 	if (a_null || b_null) {
 		set_type(e, a_null ? b : a);
+		e->pg_numeric = e->args[a_null ? 1 : 0].pg_numeric;
 		return 0;
 	}
 	if (!is_number(a) || !is_number(b) ||
@@ -727,11 +763,12 @@ static int arith_type(struct qctx *c, struct rexpr *e, int fn, const char *at)
 		t = RT_BIGINT;
 	else
 		t = RT_INT;
-	if (fn == FN_MOD && t == RT_FLOAT)
+	if (fn == FN_MOD && (a_pg_float || b_pg_float))
 		return bad(c, at,
 			   "%% of a FloatField is not supported by "
 			   "PostgreSQL");
 	set_type(e, t);
+	e->pg_numeric = t == RT_FLOAT && !a_pg_float && !b_pg_float;
 	return 0;
 }
 
@@ -754,19 +791,22 @@ static int agg_type(struct qctx *c, struct rexpr *e, int fn, const char *at)
 	default:
 		break;
 	}
-	if (!is_number(t) && !(fn == FN_SUM && t == RT_INTERVAL))
+	if (!is_number(t) &&
+	    !((fn == FN_SUM || fn == FN_AVG) && t == RT_INTERVAL))
 		return bad(c, at, "%s takes a number, not %s", cls,
 			   type_name(t));
 	if (fn == FN_SUM) {
 		/* sum(int2/int4) is int8, sum(int8) numeric: both integers
 		 * to Django */
 		set_type(e, t == RT_INT ? RT_BIGINT : t);
+		e->pg_numeric = e->args[0].pg_numeric;
 		return 0;
 	}
 	/* Avg, StdDev, Variance: a float for integers (PostgreSQL computes
-	 * a numeric), the operand's type otherwise */
+	 * a numeric), the operand's type otherwise; Avg of a DurationField
+	 * is a duration */
 	set_type(e, is_integer(t) ? RT_FLOAT : t);
-	e->as_float = is_integer(t);
+	e->pg_numeric = is_integer(t) || e->args[0].pg_numeric;
 	return 0;
 }
 
@@ -800,6 +840,10 @@ static int resolve_agg(struct qctx *c, const struct spec_expr *e, int fn,
 	out->sample = e->sample;
 	if (fn == FN_COUNT && e->dflt)
 		return bad(c, e->at, "Count does not allow default.");
+	if (star && e->filter)
+		return bad(c, e->at,
+			   "Star cannot be used with filter. Please specify a "
+			   "field.");
 	/* its path is promoted (field_path): over a to-many relation the
 	 * joins are LEFT, so a parent with no child has its row (and a 0) */
 	if (!star && expr_resolve(c, arg, false, &out->args[0]) < 0)
@@ -810,15 +854,25 @@ static int resolve_agg(struct qctx *c, const struct spec_expr *e, int fn,
 	    !(c->in_aggregate && out->args[0].kind == RX_ANNOT &&
 	      (size_t)out->args[0].annot < c->first_entry))
 		return bad(c, e->at,
-			   "Cannot compute %s(): '%s' is an aggregate", cls,
+			   "Cannot compute %s('%s'): '%s' is an aggregate", cls,
+			   arg->name ? arg->name : "...",
 			   arg->name ? arg->name : "its argument");
 	if (e->filter) {
 		if (!(out->filter = calloc(1, sizeof(*out->filter))))
 			return OOM(c->err);
-		/* FILTER (WHERE ...) must not drop rows: its joins are LEFT */
-		if (resolve_cond(c, e->filter, false, true, out->filter) < 0)
+		/* FILTER (WHERE ...) must not drop rows: its joins are LEFT;
+		 * and it tests each joined row, so a negation across a
+		 * to-many relation is no NOT EXISTS (Django resolves it with
+		 * split_subq=False) */
+		bool split = c->no_split;
+		c->no_split = true;
+		int rc = resolve_cond(c, e->filter, false, true, out->filter);
+		c->no_split = split;
+		if (rc < 0)
 			return -1;
-		if (cond_has_agg(out->filter))
+		/* aggregate() reads an annotation's aggregate from its rows'
+		 * subquery: Sum("age", filter=Q(age_agg__gt=...)) */
+		if (cond_has_agg(out->filter) && !c->in_aggregate)
 			return bad(c, e->filter->at,
 				   "%s's filter cannot refer to an aggregate",
 				   cls);
@@ -853,23 +907,18 @@ static int resolve_agg(struct qctx *c, const struct spec_expr *e, int fn,
 	return 0;
 }
 
-/* The type of a COALESCE/GREATEST/... or CASE: its first typed operand's
- * (Django asks for an output_field when they differ; text and varchar
- * mix as text). */
-static bool is_text_literal(const struct rexpr *e)
-{
-	return e->kind == RX_PARAM && e->type == RT_TEXT;
-}
-
+/* The type of a COALESCE/GREATEST/... or CASE: its first operand's that
+ * is not a literal (Django asks for an output_field when they differ;
+ * text and varchar mix as text). The literals take that type, as
+ * psycopg's untyped literals do in PostgreSQL: Coalesce("birth_date",
+ * Value("1900-01-01")) compares dates, Sum("price", default=0) is a
+ * decimal. */
 static void common_type(struct rexpr *e, struct rexpr *ops, size_t n)
 {
 	const struct rexpr *typed = NULL;
 
-	/* a string literal takes the type of the others, as an untyped
-	 * literal does in PostgreSQL (Coalesce("birth_date",
-	 * Value("1900-01-01")) compares dates) */
 	for (size_t i = 0; i < n && !typed; i++)
-		if (ops[i].kind != RX_NULL && !is_text_literal(&ops[i]))
+		if (ops[i].kind != RX_NULL && ops[i].kind != RX_PARAM)
 			typed = &ops[i];
 	for (size_t i = 0; i < n && !typed; i++)
 		if (ops[i].kind != RX_NULL)
@@ -881,13 +930,16 @@ static void common_type(struct rexpr *e, struct rexpr *ops, size_t n)
 	e->type = typed->type;
 	e->cast = typed->cast;
 	e->render = typed->render;
+	e->pg_numeric = typed->pg_numeric;
 	if (e->type == RT_TEXT)
 		set_type(e, RT_TEXT);
 	for (size_t i = 0; i < n; i++)
-		if (is_text_literal(&ops[i]) && typed->cast) {
+		if (ops[i].kind == RX_PARAM && typed->kind != RX_PARAM &&
+		    typed->cast) {
 			ops[i].type = typed->type;
 			ops[i].cast = typed->cast;
 			ops[i].render = typed->render;
+			ops[i].pg_numeric = typed->pg_numeric;
 		}
 }
 
@@ -933,6 +985,7 @@ static int call_type(struct qctx *c, struct rexpr *e, int fn, const char *at)
 		e->type = t;
 		e->cast = e->args[0].cast;
 		e->render = RENDER_NUMBER;
+		e->pg_numeric = e->args[0].pg_numeric;
 		return 0;
 	case FN_ROUND:
 	case FN_CEIL:
@@ -944,6 +997,7 @@ static int call_type(struct qctx *c, struct rexpr *e, int fn, const char *at)
 				   type_name(t));
 		/* PostgreSQL takes integers as double precision here */
 		set_type(e, t == RT_NUMERIC ? RT_NUMERIC : RT_FLOAT);
+		e->pg_numeric = e->args[0].pg_numeric;
 		return 0;
 	default:
 		break;
@@ -1041,8 +1095,15 @@ static int resolve_case(struct qctx *c, const struct spec_expr *e, bool left,
 		return OOM(c->err);
 	out->nwhens = e->nwhens;
 	for (size_t i = 0; i < e->nwhens; i++) {
-		if (resolve_cond(c, e->whens[i].when, false, true,
-				 &out->whens[i]) < 0 ||
+		/* a When tests its row, as an aggregate's filter does */
+		bool split = c->no_split;
+		int rc;
+
+		c->no_split = true;
+		rc = resolve_cond(c, e->whens[i].when, false, true,
+				  &out->whens[i]);
+		c->no_split = split;
+		if (rc < 0 ||
 		    expr_resolve(c, e->whens[i].then, left, &out->args[i]) < 0)
 			return -1;
 		out->has_agg |=
@@ -1263,12 +1324,14 @@ static int check_annotation_name(struct qctx *c,
 				  "The annotation '%s' conflicts with a field "
 				  "on the model.",
 				  a->name);
-	/* aggregate(Max("pages")) is named pages__max by Django */
-	if (field && strstr(a->name, "__"))
+	/* Django's check_alias; prefetchd never writes a name into SQL, but
+	 * refuses what Django refuses */
+	if (strpbrk(a->name, "'`\"[]; \t\n\r\f\v#") || strstr(a->name, "--") ||
+	    strstr(a->name, "/*") || strstr(a->name, "*/"))
 		return pf_err_set(c->err, 422, "bad_expression", a->at,
-				  "The annotation name '%s' cannot contain "
-				  "'__' (the lookup separator)",
-				  a->name);
+				  "Column aliases cannot contain whitespace "
+				  "characters, hashes, quotation marks, "
+				  "semicolons, or SQL comments.");
 	if (expr_find_annot(c, a->name) >= 0)
 		return pf_err_set(c->err, 422, "annotation_conflict", a->at,
 				  "The annotation '%s' is given twice",
@@ -1359,8 +1422,9 @@ int expr_resolve_values(struct qctx *c, const struct spec_queryset *spec)
 			"after it (one row per object)");
 	qs->group_values = unlisted_agg;
 	/* values("publisher").annotate(n=Count("id")): the aggregates come
-	 * after the entries, one per group */
-	for (size_t i = 0; i < qs->nannots && unlisted_agg; i++) {
+	 * after the entries, one per group; a subquery returns its entries
+	 * only (Django's .values("publisher_id") after the annotate) */
+	for (size_t i = 0; i < qs->nannots && unlisted_agg && !c->outer; i++) {
 		struct rannot *r;
 		if (!qs->annots[i].expr.has_agg)
 			continue;

@@ -24,6 +24,8 @@ struct qctx {
 	bool in_aggregate;  /* binding aggregate(): an entry may aggregate an
 			      aggregate annotation (over a subquery) */
 	size_t first_entry; /* the annotation that is aggregate()'s first */
+	bool no_split;	    /* an aggregate's filter, a When: a negated
+			       to-many term tests the joined row itself */
 	char cls[128];	    /* class name of qs->model, for messages */
 };
 
@@ -74,8 +76,11 @@ int expr_transforms(struct qctx *c, struct rexpr *base, char **parts, int n,
 		    int from, const char *at, int *next);
 /* A column as an expression. */
 void expr_column(struct rexpr *out, int join, const struct schema_column *col);
-/* The annotation named name in c's queryset, or -1. */
+/* The annotation named name in c's queryset, or -1; by the first parts
+ * of a split path (*used: how many), see resolve_expr.c. */
 int expr_find_annot(const struct qctx *c, const char *name);
+int expr_find_annot_prefix(const struct qctx *c, char **parts, int n,
+			   int *used);
 void expr_cleanup(struct rexpr *e);
 /* Binds annotate (and aggregate, and values) of spec to c's queryset. */
 int expr_resolve_annotations(struct qctx *c, const struct spec_queryset *spec);

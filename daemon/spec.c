@@ -485,10 +485,14 @@ static bool is_scalar(const json_t *v)
 /* The operands that "in", "range" and "isnull" need: an expression is
  * refused for them, as spec cannot tell what it evaluates to. */
 static int check_term_value(struct parser *p, const char *key, json_t *v,
-			    bool expr, const char *at)
+			    const char *op, const char *at)
 {
+	bool expr = op != NULL;
 	const char *what = expr ? "an expression" : type_name(v);
 
+	/* id__in=Subquery(...): the one expression "in" takes */
+	if (ends_with(key, "__in") && op && strcmp(op, "$subquery") == 0)
+		return 0;
 	if (ends_with(key, "__in") && (expr || !json_is_array(v)))
 		return pf_err_set(p->err, 400, "bad_spec", at,
 				  "'in' needs an array of values, not %s",
@@ -529,7 +533,7 @@ static int parse_term(struct parser *p, const char *key, json_t *v, int depth,
 		if (!value_at)
 			return oom(p);
 	}
-	if (check_term_value(p, key, v, op != NULL, out->at) < 0)
+	if (check_term_value(p, key, v, op, out->at) < 0)
 		goto out;
 	if (dup_to(p, key, &out->lookup) < 0)
 		goto out;

@@ -2,9 +2,10 @@
 # make test-only: runs BUILD_DIR/check_unit, then BUILD_DIR/check_integration
 # and tests/validate.py (the protocol against proto/'s JSON Schemas) against a
 # throwaway PostgreSQL cluster (database prefetchd_test loaded with
-# sql/schema.sql + sql/demo.sql), which is always stopped and removed at the
-# end. The last line is "N passed, N failed" over both runners (CI reads it);
-# the exit status is non-zero when a test failed or a runner crashed.
+# sql/schema.sql + sql/demo.sql, then tests/django/*.sql), which is always
+# stopped and removed at the end. The last line is "N passed, N failed" over
+# both runners (CI reads it); the exit status is non-zero when a test failed
+# or a runner crashed.
 #
 # The integration tests find their world in the environment: PFTEST_BIN,
 # PFTEST_PGHOST, PFTEST_PGPORT, PFTEST_PGDATA, PFTEST_PGCTL (a command prefix:
@@ -131,6 +132,12 @@ setup_database() {
 		-f "$root/sql/demo.sql" \
 		-c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' ||
 		return 1
+	# Django's own test data, for tests/integration/check_django_suites.c
+	# (tests/django/README.md): more tables in schema public.
+	for f in "$root"/tests/django/*.sql; do
+		[ -f "$f" ] || continue
+		psql -d prefetchd_test -f "$f" || return 1
+	done
 }
 
 run_checks unit "$build/check_unit"

@@ -261,11 +261,20 @@ START_TEST(test_hidden_not_in_schema)
 	json_t *models;
 	size_t i;
 	json_t *m;
+	char *text;
 
 	http_do(pfd_port(p), "GET", "/schema", NULL, NULL, &res);
 	ck_assert_int_eq(res.status, 200);
-	assert_no_secret("/schema", res.body);
 	models = json_object_get(res.json, "models");
+	/* The models of Django's test suites (tests/django/) have columns
+	 * such as publisher_id too: the demo's models are searched. */
+	for (i = json_array_size(models); i-- > 0;)
+		if (pftest_django_suite_table(json_string_value(json_object_get(
+			    json_array_get(models, i), "table"))))
+			json_array_remove(models, i);
+	text = json_dumps(res.json, JSON_COMPACT);
+	assert_no_secret("/schema", text);
+	free(text);
 	ck_assert(json_array_size(models) > 0);
 	json_array_foreach (models, i, m) {
 		const char *name =

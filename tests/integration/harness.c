@@ -286,6 +286,18 @@ json_t *pftest_json(const char *text)
 	return j;
 }
 
+int pftest_django_suite_table(const char *table)
+{
+	static const char *const apps[] = {"aggregation_", "annotations_",
+					   "expressions_", "db_functions_"};
+
+	for (size_t i = 0; i < sizeof(apps) / sizeof(apps[0]); i++)
+		if (table != NULL &&
+		    strncmp(table, apps[i], strlen(apps[i])) == 0)
+			return 1;
+	return 0;
+}
+
 json_t *pftest_jsonq(const char *text)
 {
 	char *s = xstrdup(text);

@@ -40,6 +40,12 @@ json_t *pftest_json(const char *text);
  * pftest_jsonq("{'kind': 'foreign_key'}"). No ' inside strings then. */
 json_t *pftest_jsonq(const char *text);
 
+/* Whether table is one of those that the tests/django/NAME.sql files add to
+ * schema public beside the demo's (Django's own test suites, named
+ * <app_label>_<model>: aggregation_book, ...; check_django_suites.c): the
+ * suites that check the demo schema as a whole leave them out. */
+int pftest_django_suite_table(const char *table);
+
 /* --- prefetchd --- */
 
 struct pfd;

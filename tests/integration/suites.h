@@ -23,10 +23,11 @@ Suite *stream_suite(void);
 Suite *planning_suite(void);
 Suite *budget_suite(void);
 Suite *threads_suite(void);
+Suite *django_suites_suite(void);
 
 #define PFTEST_SUITES                                                          \
 	endpoints_suite, schema_endpoint_suite, exec_suite, cases_suite,       \
 		pool_suite, values_suite, injection_suite, prefetch_suite,     \
 		protocol_suite, metrics_suite, reliability_suite, auth_suite,  \
 		hidden_suite, stream_suite, planning_suite, budget_suite,      \
-		threads_suite
+		threads_suite, django_suites_suite
