@@ -153,9 +153,11 @@ soak:
 
 # make bench [BENCH_SECONDS=2 BENCH_REPS=3 BENCH_ONLY=w1]: prefetchd (-O2, no
 # sanitizers) under wrk against pgbench on the same statements and on one
-# json_agg + LATERAL statement per workload (tests/bench/*.json), on the data
-# of sql/bench.sql in a private cluster kept in .pgbench-data/ (created once,
-# reused); prints the table and writes tests/bench/results.md. ~8 minutes.
+# json_agg + LATERAL statement per workload (tests/bench/*.json), and on the
+# hand-written statements of a workload that has them (W7's .hand.sql), on
+# the data of sql/bench.sql in a private cluster kept in .pgbench-data/
+# (created once, reused); prints the table and writes tests/bench/results.md.
+# ~12 minutes, of which W7 4.
 bench:
 	@sh tests/deps.sh wrk jq $(DEB_PKGS)
 	@$(MAKE) --no-print-directory BUILD=build/bench SANITIZE= CFLAGS="-g -O2" \

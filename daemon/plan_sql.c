@@ -138,13 +138,6 @@ static void sb_alias(struct sbuf *s, const char *prefix, size_t n)
 	sb_put(s, p, (size_t)(buf + sizeof(buf) - p));
 }
 
-static void sb_col(const struct rctx *r, int join,
-		   const struct schema_column *col)
-{
-	sb_alias(r->s, table_alias[r->depth], (size_t)join);
-	sb_lit(r->s, ".");
-	sb_ident(r->s, col->name);
-}
 
 /* j<i>."col": a junction's column */
 static void sb_jcol(const struct rctx *r, int i, const char *col)
@@ -152,6 +145,28 @@ static void sb_jcol(const struct rctx *r, int i, const char *col)
 	sb_alias(r->s, junction_alias[r->depth], (size_t)i);
 	sb_lit(r->s, ".");
 	sb_ident(r->s, col);
+}
+
+/* t<join>."col"; of a junction-only join, the junction's column that
+ * stands for it (resolve.h, rjoin.junction_only) */
+static void sb_col(const struct rctx *r, int join,
+		   const struct schema_column *col)
+{
+	const struct rjoin *j = &r->qs->joins[join];
+
+	if (join > 0 && j->junction_only) {
+		sb_jcol(r, join, j->rel->through_to);
+		return;
+	}
+	sb_alias(r->s, table_alias[r->depth], (size_t)join);
+	sb_lit(r->s, ".");
+	sb_ident(r->s, col->name);
+}
+
+/* The parent's column a join's ON compares with. */
+static void sb_parent_col(const struct rctx *r, const struct rjoin *j)
+{
+	sb_col(r, j->parent, j->parent_col ? j->parent_col : j->rel->from_column);
 }
 
 static void sb_param(const struct rctx *r, int slot, const char *cast)
@@ -203,7 +218,9 @@ static void render_join(const struct rctx *r, int i)
 		sb_lit(s, " ON ");
 		sb_jcol(r, i, rel->through_from);
 		sb_lit(s, " = ");
-		sb_col(r, j->parent, rel->from_column);
+		sb_parent_col(r, j);
+		if (j->junction_only)
+			return;
 		sb_put(s, kw, strlen(kw));
 		sb_target_on_junction(r, j, i);
 		return;
@@ -214,7 +231,7 @@ static void render_join(const struct rctx *r, int i)
 	sb_lit(s, " ON ");
 	sb_col(r, i, rel->to_column);
 	sb_lit(s, " = ");
-	sb_col(r, j->parent, rel->from_column);
+	sb_parent_col(r, j);
 }
 
 static void render_cond(const struct rctx *r, const struct rcond *c);
@@ -902,6 +919,77 @@ static void group_free(const struct rctx *r, bool *first)
 		group_cond_parts(r, qs->having, first);
 }
 
+static bool reads_join(const struct rqs *qs, const struct rexpr *e, int join);
+
+static bool cond_reads_join(const struct rqs *qs, const struct rcond *c,
+			    int join)
+{
+	if (c->kind == RC_TERM && !c->lhs && c->col.join == join)
+		return true;
+	if ((c->lhs && reads_join(qs, c->lhs, join)) ||
+	    (c->rhs && reads_join(qs, c->rhs, join)))
+		return true;
+	for (size_t i = 0; i < c->nchildren; i++)
+		if (cond_reads_join(qs, &c->children[i], join))
+			return true;
+	return false;
+}
+
+/* Whether e reads a column of join outside its aggregates (a subquery
+ * may, through $outer). */
+static bool reads_join(const struct rqs *qs, const struct rexpr *e, int join)
+{
+	switch (e->kind) {
+	case RX_AGG:
+		return false;
+	case RX_COL:
+		return e->col.join == join;
+	case RX_ANNOT:
+		return reads_join(qs, &qs->annots[e->annot].expr, join);
+	case RX_ENTRY:
+		return reads_join(qs, &qs->values[e->annot].expr, join);
+	case RX_SUBQUERY:
+	case RX_EXISTS:
+		return true;
+	default:
+		break;
+	}
+	for (size_t i = 0; i < e->nargs; i++)
+		if (reads_join(qs, &e->args[i], join))
+			return true;
+	for (size_t i = 0; i < e->nwhens; i++)
+		if (cond_reads_join(qs, &e->whens[i], join))
+			return true;
+	return false;
+}
+
+/* Whether a to-one join's columns are read where GROUP BY must decide
+ * them: selected (select_related, annotations), ordered by, tested after
+ * grouping. A join read only by aggregates or by WHERE needs no key in
+ * GROUP BY, which would only slow it (comment -> article for
+ * Count("article__tags")). */
+static bool join_read_outside_aggs(const struct rctx *r, int join)
+{
+	const struct rqs *qs = r->qs;
+
+	for (size_t i = 0; r->qb && i < r->qb->nsel; i++) {
+		const struct sel *e = &r->qb->sel[i];
+		if ((e->kind == SEL_COLUMN && e->join == join) ||
+		    (e->kind == SEL_EXPR && reads_join(qs, e->expr, join)))
+			return true;
+	}
+	for (size_t i = 0; !r->qb && i < qs->nvalues; i++)
+		if (reads_join(qs, &qs->values[i].expr, join))
+			return true;
+	for (size_t i = 0; i < qs->norder; i++) {
+		const struct rorder *o = &qs->order[i];
+		if (!o->random && (o->expr ? reads_join(qs, o->expr, join)
+					   : o->col.join == join))
+			return true;
+	}
+	return qs->having && cond_reads_join(qs, qs->having, join);
+}
+
 /* GROUP BY the objects' keys (an aggregate per object, DESIGN.md §6.3), or
  * the values entries (values().annotate(), §6.4). */
 static void render_group(const struct rctx *r)
@@ -914,7 +1002,8 @@ static void render_group(const struct rctx *r)
 	if (qs->grouped) {
 		for (size_t i = 0; i < qs->njoins; i++) {
 			const struct schema_model *m = qs->joins[i].model;
-			if (!one_per_row(qs, (int)i))
+			if (!one_per_row(qs, (int)i) ||
+			    (i > 0 && !join_read_outside_aggs(r, (int)i)))
 				continue;
 			if (m->pk) {
 				group_item(s, &first);

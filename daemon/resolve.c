@@ -131,15 +131,19 @@ int add_param(struct qctx *c, const char *text)
 
 /* The join of rel from parent in scope, shared when it exists already: one
  * filter() shares its joins, as in Django. A LEFT use makes it LEFT. */
-static int add_join(struct qctx *c, int parent,
-		    const struct schema_relation *rel, int scope, bool left)
+static int add_join_on(struct qctx *c, int parent,
+		       const struct schema_relation *rel, int scope, bool left,
+		       const struct schema_column *parent_col,
+		       bool junction_only)
 {
 	struct rjoin *j;
 
 	for (size_t i = 1; i < c->qs->njoins; i++) {
 		j = &c->qs->joins[i];
-		if (j->parent == parent && j->rel == rel && j->scope == scope) {
+		if (j->parent == parent && j->rel == rel && j->scope == scope &&
+		    j->parent_col == parent_col) {
 			j->left |= left;
+			j->junction_only &= junction_only;
 			return (int)i;
 		}
 	}
@@ -150,10 +154,18 @@ static int add_join(struct qctx *c, int parent,
 			    .model = rel->target,
 			    .parent = parent,
 			    .scope = scope,
-			    .left = left};
+			    .left = left,
+			    .junction_only = junction_only,
+			    .parent_col = parent_col};
 	j->via_level_junction = parent == 0 && scope == 0 && c->via &&
 				c->via->through_table && c->via->reverse == rel;
 	return (int)c->qs->njoins - 1;
+}
+
+static int add_join(struct qctx *c, int parent,
+		    const struct schema_relation *rel, int scope, bool left)
+{
+	return add_join_on(c, parent, rel, scope, left, NULL, false);
 }
 
 /* A join after a LEFT join must be LEFT too, or it would drop the rows the
@@ -471,22 +483,47 @@ static bool hop_left(const struct qctx *c, const struct walk *w,
 			       c->qs->joins[w->join].left));
 }
 
+/* Whether an expression's path may skip the join of rel, a forward FK
+ * that a constraint backs: when the next relation starts from the key rel
+ * points to (comment -> article -> tags: the junction's article_id equals
+ * comment.article_id), joining the next one on rel's own column finds the
+ * same rows, LEFT as the next join is (reverse and to-many). */
+static bool skips_to_next(const struct walk *w,
+			  const struct schema_relation *rel, const char *next)
+{
+	const struct schema_relation *nx;
+
+	if (!w->promote || w->parent_col || rel->to_many || !rel->forward ||
+	    !rel->constraint)
+		return false;
+	nx = schema_find_query_relation(rel->target, next);
+	return nx && (nx->to_many || !nx->forward) &&
+	       nx->from_column == rel->to_column;
+}
+
 /* The column a relation stands for when compared as a value: its own FK
  * column for a forward relation (no join), else the target's pk. */
 static int relation_as_value(struct qctx *c, struct walk *w,
 			     const struct schema_relation *rel, bool left)
 {
+	/* an expression's many-to-many ends at the junction's column */
+	bool junction_only = w->promote && rel->through_table;
+
 	if (!rel->to_many && rel->forward) {
 		w->col = rel->from_column;
 		return 0;
 	}
-	w->join =
-		add_join(c, w->join, rel, w->scope, hop_left(c, w, rel, left));
+	w->join = add_join_on(c, w->join, rel, w->scope,
+			      hop_left(c, w, rel, left), w->parent_col,
+			      junction_only);
 	if (w->join < 0)
 		return -1;
+	w->parent_col = NULL;
 	w->joins[w->njoins++] = w->join;
 	w->via_join = true;
-	w->col = rel->target->pk ? rel->target->pk : rel->to_column;
+	w->col = junction_only ? rel->to_column
+		 : rel->target->pk ? rel->target->pk
+				   : rel->to_column;
 	return 0;
 }
 
@@ -538,10 +575,17 @@ int walk_path(struct qctx *c, char **parts, int n, bool negated, bool left,
 			w->next = i + 2;
 			return 0;
 		}
-		w->join = add_join(c, w->join, rel, w->scope,
-				   hop_left(c, w, rel, left));
+		if (skips_to_next(w, rel, parts[i + 1])) {
+			w->parent_col = rel->from_column;
+			w->model = rel->target;
+			continue;
+		}
+		w->join = add_join_on(c, w->join, rel, w->scope,
+				      hop_left(c, w, rel, left), w->parent_col,
+				      false);
 		if (w->join < 0)
 			return -1;
+		w->parent_col = NULL;
 		w->joins[w->njoins++] = w->join;
 		w->via_join = true;
 		w->model = rel->target;

@@ -35,6 +35,15 @@ struct rjoin {
 	 * rows (Django 5.2 reuses the prefetch's join): the junction of the
 	 * level's query is this join's junction. */
 	bool via_level_junction;
+	/* A many-to-many join that only counts (Count("readers")): its
+	 * junction alone, whose through_to column stands for the target's
+	 * to_column, as Django counts the junction's column. Cleared when a
+	 * path needs the target itself. */
+	bool junction_only;
+	/* The parent's column the ON compares with, when not rel's
+	 * from_column: article__tags from comment joins the junction on
+	 * comment.article_id, the FK that holds article.id (walk_path). */
+	const struct schema_column *parent_col;
 };
 
 struct rcol {

@@ -41,6 +41,8 @@ struct walk {
 	int nparts, next; /* parts consumed: parts[next..] remain */
 	bool no_op;	  /* an expression's path: no operator at its end */
 	bool promote;	  /* an expression's path: see hop_left */
+	/* the next join's ON column in the parent, see rjoin.parent_col */
+	const struct schema_column *parent_col;
 };
 
 int split_path(char *buf, char **parts, int max);

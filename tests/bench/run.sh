@@ -24,8 +24,15 @@
 #           only binds and executes: one round trip per statement.
 #   lateral pgbench -M prepared -n on the one json_agg statement (alone,
 #           autocommit: one round trip)
+#   hand    only for a workload with a wN_*.hand.sql: pgbench -M prepared -n
+#           on the statements a person would write for the same graph, in
+#           one transaction like stmts (one statement per line; checked
+#           first: the rows of its statements, as JSON objects, are the
+#           objects of prefetchd's graph, relations left out, jq -S)
 # Each is run BENCH_REPS times for BENCH_SECONDS after a BENCH_WARMUP s
-# warm-up, the three tools interleaved within a repetition; the table shows
+# warm-up, the tools interleaved within a repetition (pf, stmts, hand,
+# lateral); a workload with a hand column runs 3 × BENCH_SECONDS at both
+# connection counts, for enough requests per run. The table shows
 # medians over the repetitions of transactions/s and of the median latency.
 # Transactions/s is connections / mean latency (Little's law for a closed
 # loop: each connection sends its next request as soon as it has the
@@ -34,6 +41,32 @@
 # time is up (pgbench waits for them), which understated W4 and W6 at 8
 # connections by 9-12% (6.81 against 7.44, 6.97 against 7.81 requests/s;
 # W1 709.6 against 711.5).
+# The database's CPU per request (the "hand" table, for every tool of a
+# workload with a hand column, at 1 and 8 connections): the on-CPU time of
+# the bench database's backends over a run, divided by the requests (wrk's
+# count) or transactions (pgbench's log lines) completed in it. It is the
+# postmaster's children that are backends of this database ("postgres: USER
+# DB ..." in /proc/PID/cmdline; the checkpointer, walwriter and the like are
+# left out), read from /proc/PID/schedstat's first field (nanoseconds on a
+# CPU, exact), plus the postmaster's own cutime + cstime from
+# /proc/PID/stat: the backends that exited and were reaped meanwhile
+# (pgbench connects for each run; a connection prefetchd abandons when wrk
+# stops is closed). /proc/PID/stat's utime + stime of the live ones would
+# do too, but they come in whole ticks (10 ms) per process and per field,
+# which for prefetchd's long-lived pool connections is an error of up to a
+# tick per backend per run; schedstat has none, and a reaped child's time
+# is summed by the kernel in nanoseconds and cut to ticks once for all
+# (the kernel scales utime + stime to the same run time, so the two
+# sources agree). The reading before a run and the one after wait until
+# the backends are quiet (0 to 1 ms of CPU in 50 ms, at most 3 s):
+# pgbench's backends exit after its run, and the requests wrk leaves in
+# flight when its time is up are finished or abandoned by prefetchd, their
+# work counted with the run that sent them (it adds to the database's time
+# but not to wrk's count: 1 or 8 requests at most, against the 150-330
+# that a W7 run completes). The CPU split table (cpu_split below: ticks,
+# read at once after the run) can miss a backend reaped while it reads
+# /proc (one W7 run at 1 connection gave -6.3 ms per request there,
+# 28.0 here).
 # prefetchd is restarted for each workload; its peak RSS (VmHWM, reset
 # through /proc/PID/clear_refs before each run) and idle RSS (VmRSS once
 # ready, and once the workload is over) are read from /proc.
@@ -220,36 +253,37 @@ kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 # ---- measuring ----
 
-raw=$tmp/raw.tsv # workload tool conns tps p50_us other%
+raw=$tmp/raw.tsv # workload tool conns tps p50_us other% pf_ms db_ms client_ms dbq_ms
 : >"$raw"
 peaks=$tmp/peaks.tsv # workload peak1_kb peak8_kb fresh_kb after_kb busy%
 : >"$peaks"
-info=$tmp/info.tsv # workload rows bytes queries same
+info=$tmp/info.tsv # workload rows bytes queries same hand_same
 : >"$info"
 errors=0
 
 # wrk on prefetchd: $1 port, $2 conns, $3 threads, $4 secs, $5 spec.
+# Prints transactions/s, median latency (us), failures, requests completed.
 run_wrk() {
 	out=$(wrk -t"$3" -c"$2" -d"$4"s --timeout 120s -s "$bench/post.lua" \
 		"http://127.0.0.1:$1/query" -- "$5" 2>&1 | grep '^WRK ') || {
-		echo "0 0 1"
+		echo "0 0 1 0"
 		return
 	}
 	echo "$out" | awk -v conns="$2" '{
 		for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 		bad = v["non2xx"] + v["errors"]
 		tps = v["mean_us"] > 0 ? conns / (v["mean_us"] / 1e6) : 0
-		printf "%.2f %d %d\n", tps, v["p50_us"], bad
+		printf "%.2f %d %d %d\n", tps, v["p50_us"], bad, v["requests"]
 	}'
 }
 
-# pgbench: $1 script, $2 conns, $3 threads, $4 secs.
+# pgbench: $1 script, $2 conns, $3 threads, $4 secs. Prints as run_wrk.
 run_pgbench() {
 	rm -f "$tmp"/pgb.*
 	out=$(pgbench -n -M prepared -f "$1" -c "$2" -j "$3" -T "$4" \
 		-l --log-prefix="$tmp/pgb" "$db" 2>&1) || {
 		echo "$out" >&2
-		echo "0 0 1"
+		echo "0 0 1 0"
 		return
 	}
 	# connections / mean latency, as for wrk (run_wrk)
@@ -258,7 +292,8 @@ run_pgbench() {
 	failed=$(echo "$out" | sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p')
 	p50=$(cat "$tmp"/pgb.* | awk '{ print $3 }' | sort -n |
 		awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)]; else print 0 }')
-	echo "${tps:-0} $p50 ${failed:-0}"
+	n=$(cat "$tmp"/pgb.* | wc -l)
+	echo "${tps:-0} $p50 ${failed:-0} $n"
 }
 
 # CPU time (jiffies) of everything this benchmark runs, as "prefetchd
@@ -278,6 +313,52 @@ cpu_split() {
 busy_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 hz=$(getconf CLK_TCK)
 
+# Nanoseconds of CPU of the bench database's backends: the live ones'
+# /proc/PID/schedstat, plus the postmaster's cutime + cstime (its reaped
+# children). The header comment says why.
+db_ns() {
+	awk -v pm="$(head -n 1 "$cluster/postmaster.pid")" -v db="$db" -v hz="$hz" '
+	function line(f,   s) {
+		s = ""
+		if ((getline s < f) <= 0) s = ""
+		close(f)
+		return s
+	}
+	BEGIN {
+		s = line("/proc/" pm "/stat")
+		sub(/^.*\) /, "", s) # after "pid (comm) ": state is field 1
+		split(s, f, " ")
+		ns = (f[14] + f[15]) * 1e9 / hz
+		n = split(line("/proc/" pm "/task/" pm "/children"), kid, " ")
+		for (i = 1; i <= n; i++) {
+			s = line("/proc/" kid[i] "/cmdline")
+			if (index(s, "postgres: ") != 1) continue
+			split(substr(s, 11), w, " ")
+			if (w[2] != db) continue
+			split(line("/proc/" kid[i] "/schedstat"), t, " ")
+			ns += t[1]
+		}
+		printf "%.0f\n", ns
+	}'
+}
+# db_ns once the backends are quiet: two readings 50 ms apart that differ
+# by 0 to 1 ms (or 3 s). A backend reaped between reading the postmaster
+# and reading its children is missed by one reading, which then goes down:
+# not quiet either.
+db_quiet() {
+	_q=$(db_ns)
+	_i=0
+	while [ "$_i" -lt 60 ]; do
+		sleep 0.05
+		_r=$(db_ns)
+		_d=$((_r - _q))
+		[ "$_d" -ge 0 ] && [ "$_d" -lt 1000000 ] && break
+		_q=$_r
+		_i=$((_i + 1))
+	done
+	echo "$_r"
+}
+
 # One measurement: workload tool conns threads secs. Repeated (at most
 # BENCH_RETRIES more times, and for at most BENCH_RETRY_BUDGET seconds over
 # the whole run, which keeps it under 10 minutes) when other processes used
@@ -285,17 +366,20 @@ hz=$(getconf CLK_TCK)
 measure() {
 	tries=0
 	while :; do
+		q0=$(db_quiet)
 		b0=$(busy_jiffies)
 		c0=$(cpu_split)
 		t0=$(date +%s%N)
 		case $2 in
 		pf) res=$(run_wrk "$port" "$3" "$4" "$5" "$spec") ;;
 		stmts) res=$(run_pgbench "$script" "$3" "$4" "$5") ;;
+		hand) res=$(run_pgbench "$hand" "$3" "$4" "$5") ;;
 		lateral) res=$(run_pgbench "$lateral" "$3" "$4" "$5") ;;
 		esac
 		t1=$(date +%s%N)
 		c1=$(cpu_split)
 		b1=$(busy_jiffies)
+		q1=$(db_quiet)
 		# "other" (% of a core), then the CPU ms per request of
 		# prefetchd, the database and the client
 		split=$(echo "$c0 $c1" | awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" \
@@ -312,8 +396,10 @@ measure() {
 		retry_spent=$((retry_spent + $5))
 		echo "bench: $1 $2 c$3: other processes used $other% of a core, again" >&2
 	done
+	# the database's CPU ms per request or transaction completed
+	dbq=$(echo "$res" | awk -v q="$((q1 - q0))" '{ printf "%.3f", ($4 > 0 ? q / 1e6 / $4 : 0) }')
 	set -- "$1" "$2" "$3" $res $split
-	echo "$1	$2	$3	$4	$5	$7	$8	$9	${10}" >>"$raw"
+	echo "$1	$2	$3	$4	$5	$8	$9	${10}	${11}	$dbq" >>"$raw"
 	if [ "$6" != 0 ]; then
 		echo "bench: $1 $2 c$3: $6 failed requests/transactions" >&2
 		errors=$((errors + 1))
@@ -332,6 +418,8 @@ for w in $workloads; do
 	spec="$bench/$w.json"
 	lateral="$bench/$w.lateral.sql"
 	script="$tmp/$w.stmts.sql"
+	hand="$bench/$w.hand.sql"
+	[ -f "$hand" ] || hand=""
 	echo "bench: $w"
 	restart_daemon
 	load=$(wait_quiet)
@@ -352,17 +440,41 @@ for w in $workloads; do
 		errors=$((errors + 1))
 		echo "bench: $w: the lateral statement builds another graph" >&2
 	fi
+	hand_same=-
+	if [ -n "$hand" ]; then
+		# Every object of the graph once, without its relations (lists
+		# of objects), against the rows of the hand statements.
+		objs='[.. | objects | with_entries(select(.value |
+			type == "array" and all(.[]; type == "object") | not))] | unique'
+		jq -S "(.results | $objs)" "$tmp/body.json" >"$tmp/a.json"
+		grep -v -e '^--' -e '^BEGIN' -e '^COMMIT' -e '^[[:space:]]*$' "$hand" |
+			while IFS= read -r stmt; do
+				echo "SELECT coalesce(json_agg(q), '[]') FROM (${stmt%;}) q;"
+			done | psql_q -d "$db" -At | jq -s -S "[.[][]] | $objs" >"$tmp/b.json"
+		if cmp -s "$tmp/a.json" "$tmp/b.json"; then hand_same=yes; else
+			hand_same=NO
+			errors=$((errors + 1))
+			echo "bench: $w: the hand statements return other rows than prefetchd's objects" >&2
+		fi
+	fi
 	rm -f "$tmp/a.json" "$tmp/b.json" "$tmp/body.json"
-	echo "$w	$rows	$bytes	$queries	$same" >>"$info"
+	echo "$w	$rows	$bytes	$queries	$same	$hand_same" >>"$info"
 	# Runs at 8 connections of workloads slower than 100 ms per request
 	# last three times longer, for enough requests per run.
 	secs8=$secs
 	if awk -v t="$(jq .stats.total_ms "$tmp/debug.json")" 'BEGIN { exit !(t >= 100) }'; then
 		secs8=$((secs * 3))
 	fi
+	# With a hand column (the database's CPU per request), at both.
+	secs1=$secs
+	if [ -n "$hand" ]; then
+		secs1=$((secs * 3))
+		secs8=$((secs * 3))
+	fi
 
 	run_wrk "$port" 8 2 "$warm" "$spec" >/dev/null
 	run_pgbench "$script" 8 2 "$warm" >/dev/null
+	[ -z "$hand" ] || run_pgbench "$hand" 8 2 "$warm" >/dev/null
 	run_pgbench "$lateral" 8 2 "$warm" >/dev/null
 
 	peak1=0
@@ -373,7 +485,7 @@ for w in $workloads; do
 		for cj in 1:1 8:2; do
 			c=${cj%:*}
 			j=${cj#*:}
-			d=$secs
+			d=$secs1
 			[ "$c" -eq 1 ] || d=$secs8
 			reset_peak
 			measure "$w" pf "$c" "$j" "$d"
@@ -384,6 +496,7 @@ for w in $workloads; do
 				[ "$k" -le "$peak8" ] || peak8=$k
 			fi
 			measure "$w" stmts "$c" "$j" "$d"
+			[ -z "$hand" ] || measure "$w" hand "$c" "$j" "$d"
 			measure "$w" lateral "$c" "$j" "$d"
 		done
 	done
@@ -408,10 +521,11 @@ function median(s,   n, a, i, j, t) {
 	}
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
-FILENAME == ARGV[1] { order[++nw] = $1; info[$1] = $2 "\t" $3 "\t" $4 "\t" $5; next }
+FILENAME == ARGV[1] { order[++nw] = $1; info[$1] = $2 "\t" $3 "\t" $4 "\t" $5; hs[$1] = $6; next }
 FILENAME == ARGV[2] { pk[$1] = $2 "\t" $3 "\t" $4 "\t" $5 "\t" $6; next }
 { tps[$1, $2, $3] = tps[$1, $2, $3] " " $4; lat[$1, $2, $3] = lat[$1, $2, $3] " " $5; oth[$1] = oth[$1] " " $6
-  if ($3 == 8) { cp[$1, $2] = cp[$1, $2] " " $7; cd[$1, $2] = cd[$1, $2] " " $8; cc[$1, $2] = cc[$1, $2] " " $9 } }
+  if ($3 == 8) { cp[$1, $2] = cp[$1, $2] " " $7; cd[$1, $2] = cd[$1, $2] " " $8; cc[$1, $2] = cc[$1, $2] " " $9 }
+  dq[$1, $2, $3] = dq[$1, $2, $3] " " $10 }
 END {
 	for (i = 1; i <= nw; i++) {
 		w = order[i]
@@ -423,7 +537,13 @@ END {
 		line = line "\t" pk[w] "\t" median(oth[w])
 		for (t = 1; t <= 2; t++)
 			line = line "\t" median(cp[w, tools[t]]) "\t" median(cd[w, tools[t]]) "\t" median(cc[w, tools[t]])
-		print line
+		split("pf stmts hand lateral", tools, " ")
+		for (t = 1; t <= 4; t++)
+			for (c = 1; c <= 8; c += 7)
+				line = line "\t" median(dq[w, tools[t], c])
+		for (c = 1; c <= 8; c += 7)
+			line = line "\t" median(tps[w, "hand", c]) "\t" median(lat[w, "hand", c])
+		print line "\t" hs[w]
 	}
 }' "$info" "$peaks" "$raw" >"$summary"
 
@@ -432,7 +552,10 @@ END {
 # 18 peak1 kB, 19 peak8 kB, 20 fresh kB, 21 after kB, 22 busy % before,
 # 23 median % of a core used by other processes during the runs; CPU ms
 # per request at 8 connections of prefetchd, the database and the client:
-# pf 24-26, stmts 27-29.
+# pf 24-26, stmts 27-29; the database's CPU ms per request (db_ns) at 1
+# and 8 connections: pf 30-31, stmts 32-33, hand 34-35, lateral 36-37;
+# hand: 38 tps1 39 lat1 40 tps8 41 lat8; 42 the hand check (yes, NO, or -
+# for a workload without a hand column).
 render() {
 	awk -F'\t' '
 	function ms(us) { return sprintf("%.2f", us / 1000) }
@@ -467,6 +590,27 @@ render() {
 			pa = v[i, 24] + v[i, 25] + v[i, 26]; sa = v[i, 28] + v[i, 29]
 			printf "| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s |\n",
 				w[i], v[i, 25], v[i, 24], v[i, 26], pa, v[i, 28], v[i, 29], sa, r2(div(sa, pa))
+		}
+		nh = 0
+		for (i = 1; i <= n; i++) if (v[i, 42] != "-") nh++
+		if (nh) {
+			print ""
+			print "### Database CPU per request against the hand-written SQL (ms, median)"
+			print ""
+			print "The backends\x27 CPU over each run (schedstat, reaped ones included) / the requests or transactions completed; hand = pgbench on the workload\x27s .hand.sql."
+			print ""
+			print "| workload | conns | pf | stmts | hand | lateral | pf/hand ≤ 1.10 | stmts/hand | hand: transactions/s | hand: same rows |"
+			print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+			for (i = 1; i <= n; i++) {
+				if (v[i, 42] == "-") continue
+				for (c = 0; c <= 1; c++) {
+					a = div(v[i, 30 + c], v[i, 34 + c])
+					printf "| %s | %d | %.2f | %.2f | %.2f | %.2f | %s %s | %s | %.1f | %s |\n",
+						w[i], c ? 8 : 1, v[i, 30 + c], v[i, 32 + c], v[i, 34 + c], v[i, 36 + c],
+						r2(a), mark(a > 0 && a <= 1.10), r2(div(v[i, 32 + c], v[i, 34 + c])),
+						v[i, 38 + 2 * c], v[i, 42]
+				}
+			}
 		}
 		print ""
 		print "### Latency, 1 connection (ms, median)"
@@ -525,6 +669,17 @@ render() {
 				v[q, 2], v[p, 2], s6, s1, r2(a),
 				r2(div(div(v[q, 11], v[q, 2]), div(v[p, 11], v[p, 2]))), mark(a <= 1.5 && a >= 1 / 1.5)
 		}
+		if (nh) {
+			worst = 0; list = ""
+			for (i = 1; i <= n; i++) {
+				if (v[i, 42] == "-") continue
+				for (c = 0; c <= 1; c++) {
+					a = div(v[i, 30 + c], v[i, 34 + c]); if (a > worst) worst = a
+					if (a > 1.10 || a == 0) list = list " " short(w[i]) (c ? "/8" : "/1")
+				}
+			}
+			printf "| database CPU per request ≤ 1.10 × hand-written SQL, 1 and 8 conns | worst %s%s | %s |\n", r2(worst), list ? ", above:" list : "", mark(list == "")
+		}
 		printf "| idle RSS < 10 MB | %.1f MB fresh; up to %.1f MB idle after a workload | %s |\n",
 			maxfresh / 1024, maxafter / 1024, mark(maxfresh < 10240 && maxafter < 10240)
 		budget = 64 * 1024 + 2 * maxresp / 1024
@@ -561,6 +716,12 @@ wrkv=$(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)
 	echo "  on one json_agg + LEFT JOIN LATERAL statement building the same graph"
 	echo "  (checked: \"same graph\"); medians of $reps runs, tools interleaved;"
 	echo "  transactions/s = connections / mean latency (Little's law), for all three"
+	if cut -f42 "$summary" | grep -qv '^-$'; then
+		echo "- hand = pgbench -M prepared on a workload's .hand.sql, where there is one"
+		echo "  (the statements a person would write, in one transaction; checked: \"same"
+		echo "  rows\"); such a workload runs 3 × BENCH_SECONDS at 1 and 8 connections;"
+		echo "  database CPU per request: its backends' CPU from /proc (run.sh's header)"
+	fi
 	echo
 	echo "$table"
 	if [ "$errors" -gt 0 ]; then
