@@ -138,7 +138,6 @@ static void sb_alias(struct sbuf *s, const char *prefix, size_t n)
 	sb_put(s, p, (size_t)(buf + sizeof(buf) - p));
 }
 
-
 /* j<i>."col": a junction's column */
 static void sb_jcol(const struct rctx *r, int i, const char *col)
 {
@@ -166,7 +165,8 @@ static void sb_col(const struct rctx *r, int join,
 /* The parent's column a join's ON compares with. */
 static void sb_parent_col(const struct rctx *r, const struct rjoin *j)
 {
-	sb_col(r, j->parent, j->parent_col ? j->parent_col : j->rel->from_column);
+	sb_col(r, j->parent,
+	       j->parent_col ? j->parent_col : j->rel->from_column);
 }
 
 static void sb_param(const struct rctx *r, int slot, const char *cast)

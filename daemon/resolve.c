@@ -53,13 +53,14 @@ int find_op(const char *name)
 	return -1;
 }
 
-/* "library_books" -> "LibraryBooks": the Django class name of a model. */
-void class_name(const struct schema_model *m, char *out, size_t len)
+/* "library_books" -> "LibraryBooks", "extract_year" -> "ExtractYear": a
+ * Django class name, for messages. */
+void camel_case(const char *snake, char *out, size_t len)
 {
 	size_t o = 0;
 	bool up = true;
 
-	for (const char *c = m->name; *c && o + 1 < len; c++) {
+	for (const char *c = snake; *c && o + 1 < len; c++) {
 		if (*c == '_') {
 			up = true;
 			continue;
@@ -68,6 +69,12 @@ void class_name(const struct schema_model *m, char *out, size_t len)
 		up = false;
 	}
 	out[o] = '\0';
+}
+
+/* The Django class name of a model. */
+void class_name(const struct schema_model *m, char *out, size_t len)
+{
+	camel_case(m->name, out, len);
 }
 
 /* Splits "a__b__c" into parts (in buf, which is modified). Returns the
@@ -313,6 +320,19 @@ static int bind_scalar(struct qctx *c, struct rcond *t, const char *text,
 	return t->param < 0 ? -1 : 0;
 }
 
+/* Binds text, made for the purpose (NULL: out of memory), and frees it. */
+static int bind_made(struct qctx *c, struct rcond *t, char *text,
+		     const char *at)
+{
+	int rc;
+
+	if (!text)
+		return OOM(c->err);
+	rc = bind_scalar(c, t, text, at);
+	free(text);
+	return rc;
+}
+
 /* Binds the value of a term to parameter slots, per operator. Sets the
  * term to RC_FALSE when it can match nothing ("in": []). */
 static int bind_value(struct qctx *c, struct rcond *t,
@@ -403,21 +423,13 @@ static int bind_value(struct qctx *c, struct rcond *t,
 		    (t->op == OP_CONTAINS || t->op == OP_CONTAINED_BY)) {
 			/* jsonb @> / <@: the value as JSON */
 			t->json_value = true;
-			if (!(text = json_text(v)))
-				return OOM(c->err);
-			rc = bind_scalar(c, t, text, at);
-			free(text);
-			return rc;
+			return bind_made(c, t, json_text(v), at);
 		}
 		if (v->kind != SPEC_ARRAY)
 			return pf_err_set(c->err, 422, "bad_value", at,
 					  "'%s' needs an array of values",
 					  op_names[t->op]);
-		if (!(text = array_literal(v, false, &n)))
-			return OOM(c->err);
-		rc = bind_scalar(c, t, text, at);
-		free(text);
-		return rc;
+		return bind_made(c, t, array_literal(v, false, &n), at);
 	default:
 		break;
 	}
@@ -432,15 +444,13 @@ static int bind_value(struct qctx *c, struct rcond *t,
 			return pf_err_set(c->err, 422, "bad_value", at,
 					  "'%s' needs a string",
 					  op_names[t->op]);
-		text = like_pattern(
-			v->text,
-			t->op != OP_STARTSWITH && t->op != OP_ISTARTSWITH,
-			t->op != OP_ENDSWITH && t->op != OP_IENDSWITH);
-		if (!text)
-			return OOM(c->err);
-		rc = bind_scalar(c, t, text, at);
-		free(text);
-		return rc;
+		return bind_made(c, t,
+				 like_pattern(v->text,
+					      t->op != OP_STARTSWITH &&
+						      t->op != OP_ISTARTSWITH,
+					      t->op != OP_ENDSWITH &&
+						      t->op != OP_IENDSWITH),
+				 at);
 	case OP_IEXACT:
 	case OP_REGEX:
 	case OP_IREGEX:
@@ -452,18 +462,10 @@ static int bind_value(struct qctx *c, struct rcond *t,
 	default: /* exact and the comparisons */
 		if (json) {
 			t->json_value = true;
-			if (!(text = json_text(v)))
-				return OOM(c->err);
-			rc = bind_scalar(c, t, text, at);
-			free(text);
-			return rc;
+			return bind_made(c, t, json_text(v), at);
 		}
 		if (type == RT_ARRAY && v->kind == SPEC_ARRAY) {
-			if (!(text = array_literal(v, false, &n)))
-				return OOM(c->err);
-			rc = bind_scalar(c, t, text, at);
-			free(text);
-			return rc;
+			return bind_made(c, t, array_literal(v, false, &n), at);
 		}
 		if (check_value(c, name, type, render, v, at) < 0)
 			return -1;
@@ -521,7 +523,7 @@ static int relation_as_value(struct qctx *c, struct walk *w,
 	w->parent_col = NULL;
 	w->joins[w->njoins++] = w->join;
 	w->via_join = true;
-	w->col = junction_only ? rel->to_column
+	w->col = junction_only	   ? rel->to_column
 		 : rel->target->pk ? rel->target->pk
 				   : rel->to_column;
 	return 0;

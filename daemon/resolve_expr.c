@@ -117,23 +117,6 @@ const struct rfn resolve_fns[] = {
 	{NULL, FC_CALL, NULL, NULL, 0, 0},
 };
 
-/* Django's class names, for its messages ("Sum", "ExtractYear"). */
-static void fn_class_name(const char *name, char *out, size_t len)
-{
-	size_t o = 0;
-	bool up = true;
-
-	for (const char *c = name; *c && o + 1 < len; c++) {
-		if (*c == '_') {
-			up = true;
-			continue;
-		}
-		out[o++] = up ? (char)toupper((unsigned char)*c) : *c;
-		up = false;
-	}
-	out[o] = '\0';
-}
-
 static int find_fn(const char *name)
 {
 	for (int i = 0; resolve_fns[i].name; i++)
@@ -471,7 +454,7 @@ static int temporal_fn_type(struct qctx *c, int fn, enum rtype t,
 	bool time_part = reads_time_of_day(f);
 	char cls[64];
 
-	fn_class_name(f->name, cls, sizeof(cls));
+	camel_case(f->name, cls, sizeof(cls));
 	if (!is_temporal(t))
 		return bad(c, at, "%s takes a date, time or datetime, not %s",
 			   cls, type_name(t));
@@ -704,7 +687,7 @@ static int check_arity(struct qctx *c, const struct spec_expr *e, int fn)
 	char cls[64];
 	int n = (int)e->nargs;
 
-	fn_class_name(f->name, cls, sizeof(cls));
+	camel_case(f->name, cls, sizeof(cls));
 	if (n < f->min_args || (f->max_args && n > f->max_args)) {
 		if (f->min_args == f->max_args)
 			return pf_err_set(c->err, 422, "bad_expression", e->at,
@@ -777,7 +760,7 @@ static int agg_type(struct qctx *c, struct rexpr *e, int fn, const char *at)
 	enum rtype t = e->nargs ? e->args[0].type : RT_BIGINT;
 	char cls[64];
 
-	fn_class_name(resolve_fns[fn].name, cls, sizeof(cls));
+	camel_case(resolve_fns[fn].name, cls, sizeof(cls));
 	switch (fn) {
 	case FN_COUNT:
 		set_type(e, RT_BIGINT);
@@ -831,7 +814,7 @@ static int resolve_agg(struct qctx *c, const struct spec_expr *e, int fn,
 		    strcmp(arg->name, "*") == 0;
 	char cls[64];
 
-	fn_class_name(resolve_fns[fn].name, cls, sizeof(cls));
+	camel_case(resolve_fns[fn].name, cls, sizeof(cls));
 	if (make_node(c, out, RX_AGG, star ? 0 : 1) < 0)
 		return -1;
 	out->fn = fn;
@@ -949,7 +932,7 @@ static int call_type(struct qctx *c, struct rexpr *e, int fn, const char *at)
 	enum rtype t = e->args[0].type;
 	char cls[64];
 
-	fn_class_name(f->name, cls, sizeof(cls));
+	camel_case(f->name, cls, sizeof(cls));
 	switch (fn) {
 	case FN_COALESCE:
 	case FN_GREATEST:

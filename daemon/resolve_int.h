@@ -49,6 +49,7 @@ int split_path(char *buf, char **parts, int max);
 int find_op(const char *name);
 const struct schema_column *find_field(const struct schema_model *m,
 				       const char *name);
+void camel_case(const char *snake, char *out, size_t len);
 void class_name(const struct schema_model *m, char *out, size_t len);
 void choices(const struct schema_model *m, char *out, size_t len);
 int add_param(struct qctx *c, const char *text);
