@@ -92,7 +92,7 @@ format:
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_FILES)
 
-# --- reliability: make fuzz, make valgrind, make soak (README "Reliability")
+# --- reliability: make fuzz, make valgrind, make soak (daemon/README.md)
 .PHONY: fuzz valgrind soak
 
 # make fuzz [FUZZ_SECONDS=60]: the libFuzzer target over spec -> resolve ->
@@ -148,7 +148,7 @@ soak:
 	@$(MAKE) --no-print-directory BUILD=build/soak build/soak/prefetchd
 	@sh tests/soak/soak.sh build/soak/prefetchd $(SOAK_SECONDS)
 
-# --- performance: make bench (README "Performance"; not part of make test)
+# --- performance: make bench (tests/bench/README.md; not part of make test)
 .PHONY: bench
 
 # make bench [BENCH_SECONDS=2 BENCH_REPS=3 BENCH_ONLY=w1]: prefetchd (-O2, no

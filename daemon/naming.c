@@ -2,8 +2,9 @@
  * Django's naming, applied to the catalog: which foreign keys and junction
  * tables become relations, what they are called, and who keeps a name that
  * two relations want. Part of schema_build() (see schema_build.h); the
- * rules are the README's "Naming" section, and the order in which names are
- * claimed (naming_claim) is what makes them deterministic.
+ * rules are proto/README.md's "Models and relations: the naming rules",
+ * and the order in which names are claimed (naming_claim) is what makes
+ * them deterministic.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -15,8 +15,8 @@
 # ended): no 5xx but 504 (run 1) or 503/504 (run 2), no socket error but
 # the ones of the restart, RSS within 10 % of the baseline, open fds back to
 # the baseline (PostgreSQL sockets aside: one per backend), PostgreSQL
-# backends <= the pool size, /readyz 200. Prints
-# the figures (README "Reliability" records them) and exits non-zero when a
+# backends <= the pool size, /readyz 200. Prints the figures
+# (daemon/README.md, "Reliability", records them) and exits non-zero when a
 # check fails. Everything stays on this machine and stops by itself.
 set -eu
 
