@@ -77,92 +77,13 @@ static void stop_daemon(void)
 	ck_assert_int_eq(pfd_stop(pfd), 0);
 }
 
-static void check_error(const char *name, const struct http_res *res, json_t *c)
-{
-	json_t *want = json_object_get(c, "error");
-	json_t *got = json_object_get(res->json, "error");
-	const char *msg = json_string_value(json_object_get(want, "message"));
-
-	ck_assert_msg(json_is_object(got), "%s: no error object: %s", name,
-		      res->body);
-	ck_assert_int_eq(json_integer_value(json_object_get(got, "status")),
-			 res->status);
-	ck_assert_str_eq(json_string_value(json_object_get(got, "code")),
-			 json_string_value(json_object_get(want, "code")));
-	if (json_object_get(want, "at"))
-		ck_assert_str_eq(
-			json_string_value(json_object_get(got, "at")),
-			json_string_value(json_object_get(want, "at")));
-	if (msg)
-		ck_assert_msg(
-			strstr(json_string_value(
-				       json_object_get(got, "message")),
-			       msg),
-			"%s: message %s", name,
-			json_string_value(json_object_get(got, "message")));
-}
-
 START_TEST(test_case)
 {
 	json_t *entry = json_array_get(cases, (size_t)_i);
-	json_t *c = json_object_get(entry, "case");
-	const char *name = json_string_value(json_object_get(c, "name"));
-	const char *file = json_string_value(json_object_get(entry, "file"));
-	json_t *want_status = json_object_get(c, "status");
-	json_t *want_queries = json_object_get(c, "queries");
-	const char *expect_sql =
-		json_string_value(json_object_get(c, "expect_sql"));
-	char *body;
-	struct http_res res = {0};
-	long counted;
 
-	ck_assert_msg(json_object_get(c, "request"), "%s: %s: no request", file,
-		      name ? name : "?");
-	body = json_dumps(json_object_get(c, "request"), JSON_COMPACT);
-	db_stats_reset();
-	ck_assert_int_eq(
-		http_do(pfd_port(pfd), "POST", "/query", body, NULL, &res), 0);
-	counted = db_data_statements_since_reset();
-	ck_assert_msg(res.json != NULL, "%s: not JSON: %s", name, res.body);
-	if (want_status && json_integer_value(want_status) != 200) {
-		ck_assert_msg(res.status == json_integer_value(want_status),
-			      "%s: status %d: %s", name, res.status, res.body);
-		check_error(name, &res, c);
-		ck_assert_msg(
-			counted == (want_queries
-					    ? json_integer_value(want_queries)
-					    : 0),
-			"%s: %ld statements reached PostgreSQL", name, counted);
-	} else {
-		/* An "aggregate" request answers {"aggregate": {...}} instead
-		 * of "results" (DESIGN.md §6.5). */
-		json_t *got = json_object_get(
-			res.json, json_object_get(json_object_get(c, "request"),
-						  "aggregate")
-					  ? "aggregate"
-					  : "results");
-		json_t *want =
-			expect_sql ? db_json(expect_sql)
-				   : json_incref(json_object_get(c, "expect"));
-		json_t *stats = json_object_get(res.json, "stats");
-		ck_assert_msg(res.status == 200, "%s: status %d: %s", name,
-			      res.status, res.body);
-		ck_assert_msg(want != NULL, "%s: no expectation", name);
-		ck_assert_json_eq(got, want);
-		json_decref(want);
-		if (want_queries) {
-			long q = (long)json_integer_value(want_queries);
-			ck_assert_msg(counted == q,
-				      "%s: pg_stat_statements counted %ld "
-				      "statements, want %ld",
-				      name, counted, q);
-			ck_assert_int_eq(json_integer_value(json_object_get(
-						 stats, "queries")),
-					 q);
-		}
-	}
-	http_res_cleanup(&res);
-	free(body);
+	pftest_run_case(pfd_port(pfd),
+			json_string_value(json_object_get(entry, "file")),
+			json_object_get(entry, "case"));
 }
 END_TEST
 

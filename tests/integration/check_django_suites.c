@@ -40,11 +40,6 @@ static int ends_with(const char *s, const char *suffix)
 	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-static int streq(const char *a, const char *b)
-{
-	return a != NULL && b != NULL && strcmp(a, b) == 0;
-}
-
 /* The names of dir's files that end in suffix and not in skip (NULL: none),
  * sorted, so that cases and overlays come in the same order on every run:
  * a JSON array of strings (a new reference; empty when dir is missing).
@@ -207,98 +202,13 @@ static void stop_daemon(void)
 	ck_assert_int_eq(pfd_stop(pfd), 0);
 }
 
-static void check_error(const char *name, const struct http_res *res, json_t *c)
-{
-	json_t *want = json_object_get(c, "error");
-	json_t *got = json_object_get(res->json, "error");
-	const char *msg = json_string_value(json_object_get(want, "message"));
-	const char *got_msg =
-		json_string_value(json_object_get(got, "message"));
-	const char *code = json_string_value(json_object_get(got, "code"));
-	const char *at = json_string_value(json_object_get(got, "at"));
-	const char *want_at = json_string_value(json_object_get(want, "at"));
-
-	ck_assert_msg(json_is_object(got), "%s: no error object: %s", name,
-		      res->body);
-	ck_assert_int_eq(json_integer_value(json_object_get(got, "status")),
-			 res->status);
-	ck_assert_msg(
-		streq(code, json_string_value(json_object_get(want, "code"))),
-		"%s: %s", name, res->body);
-	if (want_at)
-		ck_assert_msg(streq(at, want_at), "%s: %s", name, res->body);
-	if (msg)
-		ck_assert_msg(got_msg && strstr(got_msg, msg), "%s: %s", name,
-			      res->body);
-}
-
 START_TEST(test_case)
 {
 	json_t *entry = json_array_get(cases, (size_t)_i);
-	json_t *c = json_object_get(entry, "case");
-	json_t *request = json_object_get(c, "request");
-	const char *name = json_string_value(json_object_get(c, "name"));
-	const char *file = json_string_value(json_object_get(entry, "file"));
-	json_t *want_status = json_object_get(c, "status");
-	json_t *want_queries = json_object_get(c, "queries");
-	const char *expect_sql =
-		json_string_value(json_object_get(c, "expect_sql"));
-	char *body;
-	struct http_res res = {0};
-	long counted;
 
-	if (name == NULL)
-		name = "?";
-	ck_assert_msg(request, "%s: %s: no request", file, name);
-	body = json_dumps(request, JSON_COMPACT);
-	db_stats_reset();
-	ck_assert_int_eq(
-		http_do(pfd_port(pfd), "POST", "/query", body, NULL, &res), 0);
-	counted = db_data_statements_since_reset();
-	ck_assert_msg(res.json != NULL, "%s: not JSON: %s", name, res.body);
-	if (want_status && json_integer_value(want_status) != 200) {
-		ck_assert_msg(res.status == json_integer_value(want_status),
-			      "%s: status %d: %s", name, res.status, res.body);
-		check_error(name, &res, c);
-		ck_assert_msg(
-			counted == (want_queries
-					    ? json_integer_value(want_queries)
-					    : 0),
-			"%s: %ld statements reached PostgreSQL", name, counted);
-	} else {
-		/* An "aggregate" request answers {"aggregate": {...}} instead
-		 * of "results" (DESIGN.md §6.5). */
-		const char *key = json_object_get(request, "aggregate")
-					  ? "aggregate"
-					  : "results";
-		json_t *got = json_object_get(res.json, key);
-		json_t *want =
-			expect_sql ? db_json(expect_sql)
-				   : json_incref(json_object_get(c, "expect"));
-		json_t *stats = json_object_get(res.json, "stats");
-
-		ck_assert_msg(res.status == 200, "%s: status %d: %s", name,
-			      res.status, res.body);
-		ck_assert_msg(want != NULL, "%s: no expectation", name);
-		if (!json_equal(got, want))
-			fprintf(stderr, "%s: case %s: %s differs\n", file, name,
-				key);
-		ck_assert_json_eq(got, want);
-		json_decref(want);
-		if (want_queries) {
-			long q = (long)json_integer_value(want_queries);
-
-			ck_assert_msg(counted == q,
-				      "%s: pg_stat_statements counted %ld "
-				      "statements, want %ld",
-				      name, counted, q);
-			ck_assert_int_eq(json_integer_value(json_object_get(
-						 stats, "queries")),
-					 q);
-		}
-	}
-	http_res_cleanup(&res);
-	free(body);
+	pftest_run_case(pfd_port(pfd),
+			json_string_value(json_object_get(entry, "file")),
+			json_object_get(entry, "case"));
 }
 END_TEST
 

@@ -1481,3 +1481,105 @@ int settle_fds(struct pfd *p, int fds, int timeout_ms)
 		sleep_ms(50);
 	return n;
 }
+
+/* ---- data-driven cases ---- */
+
+static int case_streq(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+static void check_case_error(const char *name, const struct http_res *res,
+			     json_t *c)
+{
+	json_t *want = json_object_get(c, "error");
+	json_t *got = json_object_get(res->json, "error");
+	const char *msg = json_string_value(json_object_get(want, "message"));
+	const char *got_msg =
+		json_string_value(json_object_get(got, "message"));
+	const char *code = json_string_value(json_object_get(got, "code"));
+	const char *at = json_string_value(json_object_get(got, "at"));
+	const char *want_at = json_string_value(json_object_get(want, "at"));
+
+	ck_assert_msg(json_is_object(got), "%s: no error object: %s", name,
+		      res->body);
+	ck_assert_int_eq(json_integer_value(json_object_get(got, "status")),
+			 res->status);
+	ck_assert_msg(case_streq(code, json_string_value(
+					       json_object_get(want, "code"))),
+		      "%s: %s", name, res->body);
+	if (want_at)
+		ck_assert_msg(case_streq(at, want_at), "%s: %s", name,
+			      res->body);
+	if (msg)
+		ck_assert_msg(got_msg && strstr(got_msg, msg), "%s: %s", name,
+			      res->body);
+}
+
+/* Runs one data-driven case (the format of check_cases.c's header) against
+ * the prefetchd on port: its answer, or its error and status, and the data
+ * statements PostgreSQL counted. file names the case in messages. */
+void pftest_run_case(int port, const char *file, json_t *c)
+{
+	json_t *request = json_object_get(c, "request");
+	const char *name = json_string_value(json_object_get(c, "name"));
+	json_t *want_status = json_object_get(c, "status");
+	json_t *want_queries = json_object_get(c, "queries");
+	const char *expect_sql =
+		json_string_value(json_object_get(c, "expect_sql"));
+	char *body;
+	struct http_res res = {0};
+	long counted;
+
+	if (name == NULL)
+		name = "?";
+	ck_assert_msg(request, "%s: %s: no request", file, name);
+	body = json_dumps(request, JSON_COMPACT);
+	db_stats_reset();
+	ck_assert_int_eq(http_do(port, "POST", "/query", body, NULL, &res), 0);
+	counted = db_data_statements_since_reset();
+	ck_assert_msg(res.json != NULL, "%s: not JSON: %s", name, res.body);
+	if (want_status && json_integer_value(want_status) != 200) {
+		ck_assert_msg(res.status == json_integer_value(want_status),
+			      "%s: status %d: %s", name, res.status, res.body);
+		check_case_error(name, &res, c);
+		ck_assert_msg(
+			counted == (want_queries
+					    ? json_integer_value(want_queries)
+					    : 0),
+			"%s: %ld statements reached PostgreSQL", name, counted);
+	} else {
+		/* An "aggregate" request answers {"aggregate": {...}} instead
+		 * of "results" (DESIGN.md §6.5). */
+		const char *key = json_object_get(request, "aggregate")
+					  ? "aggregate"
+					  : "results";
+		json_t *got = json_object_get(res.json, key);
+		json_t *want =
+			expect_sql ? db_json(expect_sql)
+				   : json_incref(json_object_get(c, "expect"));
+		json_t *stats = json_object_get(res.json, "stats");
+
+		ck_assert_msg(res.status == 200, "%s: status %d: %s", name,
+			      res.status, res.body);
+		ck_assert_msg(want != NULL, "%s: no expectation", name);
+		if (!json_equal(got, want))
+			fprintf(stderr, "%s: case %s: %s differs\n", file, name,
+				key);
+		ck_assert_json_eq(got, want);
+		json_decref(want);
+		if (want_queries) {
+			long q = (long)json_integer_value(want_queries);
+
+			ck_assert_msg(counted == q,
+				      "%s: pg_stat_statements counted %ld "
+				      "statements, want %ld",
+				      name, counted, q);
+			ck_assert_int_eq(json_integer_value(json_object_get(
+						 stats, "queries")),
+					 q);
+		}
+	}
+	http_res_cleanup(&res);
+	free(body);
+}

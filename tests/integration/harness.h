@@ -243,3 +243,8 @@ void pftest_error_check(const struct http_res *res, int status,
 
 void pftest_json_check(json_t *got, json_t *want, int subset, const char *file,
 		       int line);
+
+/* Runs one data-driven case ({"name", "request", "expect_sql" or
+ * "expect", "queries", or "status" and "error"}: check_cases.c's header)
+ * against the prefetchd on port; file names it in messages. */
+void pftest_run_case(int port, const char *file, json_t *c);
