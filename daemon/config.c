@@ -41,6 +41,10 @@ static const struct option_def options[] = {
 	{"prepare-cache", "PREFETCHD_PREPARE_CACHE", OPT_INT,
 	 OFF(prepare_cache), "256", 0, 100000,
 	 "prepared statements kept per connection (0: none)"},
+	{"plan-mode", "PREFETCHD_PLAN_MODE", OPT_STRING, OFF(plan_mode), "auto",
+	 0, 0,
+	 "auto (prefetchd times the plans of each level), custom or generic "
+	 "(PostgreSQL's plan_cache_mode forced for every statement)"},
 	{"pool-timeout", "PREFETCHD_POOL_TIMEOUT", OPT_INT,
 	 OFF(pool_timeout_ms), "5000", 1, 600000,
 	 "ms a request may wait for a connection"},

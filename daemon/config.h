@@ -19,6 +19,7 @@ struct config {
 	char *log_level;      /* debug|info|warn|error */
 	int pool_size;
 	int prepare_cache;   /* prepared statements per connection */
+	char *plan_mode;     /* auto|custom|generic (see exec.c) */
 	int pool_timeout_ms; /* max wait for a connection */
 	int statement_timeout_ms;
 	long max_body;	      /* bytes */

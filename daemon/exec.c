@@ -5,7 +5,7 @@
  * leaves. Admitted once, before it takes a connection, a request never
  * waits for the budget again. Each round sends every query whose parents
  * are known; results go to the graph, which gives the next keys.
- * Owns the batch's statements and the keys literals; never holds a PGresult
+ * Owns the batch's statements and the keys arrays; never holds a PGresult
  * past the batch callback (the graph owns the data results).
  */
 #include "exec.h"
@@ -46,10 +46,12 @@ enum exec_state {
 
 /* Per plan query. */
 struct exec_query {
-	bool known;	     /* its result (or NULL: skipped) is in the graph */
-	bool sent;	     /* in a batch */
-	char *keys;	     /* $1 of a keyed query, as sent */
-	const char **params; /* as sent */
+	bool known; /* its result (or NULL: skipped) is in the graph */
+	bool sent;  /* in a batch */
+	struct graph_keys keys; /* $1 of a keyed query, as sent */
+	const char **params;	/* as sent */
+	int *formats;		/* NULL: all text; else nparams, $1 binary */
+	int *lengths;		/* with formats: the binary $1's bytes */
 	long rows;
 	double ms;
 	enum plan_mode mode; /* the plan it ran on */
@@ -211,9 +213,12 @@ static int check_result(struct exec *ex, const PGresult *res, int q)
 /* Keys are only kept for the debug listing. */
 static void forget_params(struct exec *ex, int q)
 {
-	free(ex->qs[q].keys);
+	free(ex->qs[q].keys.value);
 	free(ex->qs[q].params);
-	ex->qs[q].keys = NULL;
+	free(ex->qs[q].formats);
+	free(ex->qs[q].lengths);
+	ex->qs[q].formats = ex->qs[q].lengths = NULL;
+	ex->qs[q].keys = (struct graph_keys){0};
 	ex->qs[q].params = NULL;
 }
 
@@ -366,7 +371,7 @@ static enum plan_mode choose_plan(struct exec *ex, int q, size_t nkeys)
 
 	/* Unprepared, a statement is planned for its values every time
 	 * anyway: forcing the generic plan would only make it worse. */
-	if (!pq->keyed || !pool_prepares(ex->pool))
+	if (ex->opt.session_plans || !pq->keyed || !pool_prepares(ex->pool))
 		return PLAN_AUTO;
 	if (nkeys >= CUSTOM_PLAN_MIN_KEYS)
 		return PLAN_CUSTOM;
@@ -386,24 +391,33 @@ static void set_plan_mode(struct exec *ex, enum plan_mode mode)
 	ex->mode = mode;
 }
 
-/* Puts query q in the batch, with its nkeys keys as $1 when keyed (ex owns
- * them once this returns 0). */
-static int add_query(struct exec *ex, int q, char *keys, size_t nkeys)
+/* Puts query q in the batch, with its keys as $1 when keyed (ex owns them
+ * from now on, whatever this returns). */
+static int add_query(struct exec *ex, int q, const struct graph_keys *keys)
 {
 	const struct plan_query *pq = &ex->plan->queries[q];
 	struct exec_query *eq = &ex->qs[q];
 	struct pool_stmt *st;
 
+	eq->keys = *keys;
 	eq->params = calloc((size_t)pq->nparams + 1, sizeof(*eq->params));
 	if (!eq->params)
 		return -1;
-	eq->keys = keys;
+	if (keys->binary) {
+		/* libpq reads a format (and a length) for every parameter */
+		eq->formats = calloc((size_t)pq->nparams, sizeof(int));
+		eq->lengths = calloc((size_t)pq->nparams, sizeof(int));
+		if (!eq->formats || !eq->lengths)
+			return -1;
+		eq->formats[0] = 1;
+		eq->lengths[0] = keys->len;
+	}
 	for (int i = 0; i < pq->nparams; i++)
 		eq->params[i] = pq->params[i];
 	if (pq->keyed && pq->nparams > 0)
-		eq->params[0] = keys;
+		eq->params[0] = keys->value;
 	eq->sent = true;
-	eq->mode = choose_plan(ex, q, nkeys);
+	eq->mode = choose_plan(ex, q, keys->n);
 	set_plan_mode(ex, eq->mode);
 	/* The SQL text depends on the request's shape only: prepared once
 	 * per connection (add_stmt), it is parsed once per shape. */
@@ -411,6 +425,8 @@ static int add_query(struct exec *ex, int q, char *keys, size_t nkeys)
 	st = &ex->stmts[ex->nstmts - 1];
 	st->nparams = pq->nparams;
 	st->params = eq->params;
+	st->formats = eq->formats;
+	st->lengths = eq->lengths;
 	return 0;
 }
 
@@ -433,21 +449,20 @@ static int add_ready(struct exec *ex)
 		for (size_t q = 0; q < p->nqueries; q++) {
 			const struct plan_query *pq = &p->queries[q];
 			struct exec_query *eq = &ex->qs[q];
-			char *keys = NULL;
-			size_t nkeys = 0;
+			struct graph_keys keys = {0};
 
 			if (eq->known || eq->sent ||
 			    (pq->keyed && !node_ready(ex, pq->parent_node)))
 				continue;
-			if (!pq->empty && pq->keyed)
-				keys = graph_keys(ex->g, (int)q, &nkeys);
-			if (pq->keyed && !keys && nkeys)
+			/* Binary keys, but in the debug listing, which shows
+			 * $1 as the text PostgreSQL would take it in. */
+			if (!pq->empty && pq->keyed &&
+			    graph_keys(ex->g, (int)q, !ex->opt.debug, &keys))
 				return -1;
-			if (pq->empty || (pq->keyed && !keys)) {
+			if (pq->empty || (pq->keyed && !keys.n)) {
 				skip_query(ex, (int)q);
 				changed = true;
-			} else if (add_query(ex, (int)q, keys, nkeys)) {
-				free(keys);
+			} else if (add_query(ex, (int)q, &keys)) {
 				return -1;
 			}
 		}

@@ -37,6 +37,9 @@ struct exec_options {
 	 * (planmode.h). NULL: a keyed statement of fewer than 1,000 keys
 	 * always runs on its generic plan. */
 	struct planmode *plans;
+	/* --plan-mode custom|generic: every statement on the session's
+	 * plan_cache_mode, which the pool set; no choice, no SET. */
+	bool session_plans;
 };
 
 struct exec_stats {

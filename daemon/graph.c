@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "keys.h"
 
 /* The objects of a node: rows of its src result, in order. all = every row
  * (rows is NULL then), so the main result needs no index array. */
@@ -1204,29 +1205,61 @@ static char *array_literal(const PGresult *res, int col, const int *rows,
 	return lit;
 }
 
-char *graph_keys(struct graph *g, int q, size_t *nkeys)
+/* The keys as array_recv reads them (keys.h), where the key type allows;
+ * else the text literal. */
+static int keys_value(const PGresult *res, int col, const int *rows,
+		      enum keys_elem elem, struct graph_keys *out)
+{
+	const char **vals;
+	int *lens;
+
+	out->binary = false;
+	if (elem != KEYS_TEXT_LITERAL) {
+		vals = malloc(out->n * sizeof(*vals));
+		lens = malloc(out->n * sizeof(*lens));
+		if (!vals || !lens) {
+			free(vals);
+			free(lens);
+			return -1;
+		}
+		for (size_t i = 0; i < out->n; i++) {
+			vals[i] = PQgetvalue(res, rows[i], col);
+			lens[i] = PQgetlength(res, rows[i], col);
+		}
+		out->value = keys_binary(elem, vals, lens, out->n, &out->len);
+		free(vals);
+		free(lens);
+		if (out->value) {
+			out->binary = true;
+			return 0;
+		}
+		if (out->len < 0)
+			return -1;
+	}
+	out->value = array_literal(res, col, rows, out->n);
+	out->len = 0;
+	return out->value ? 0 : -1;
+}
+
+int graph_keys(struct graph *g, int q, bool binary, struct graph_keys *out)
 {
 	const struct plan_query *pq = &g->plan->queries[q];
 	const struct plan_node *node = &g->plan->nodes[pq->parent_node];
 	const PGresult *res = g->res[node->src];
 	const struct objs *o = node_objs(g, pq->parent_node);
 	int *rows = NULL;
-	char *lit = NULL;
+	int rc = 0;
 
-	*nkeys = 0;
-	if (!o || distinct_rows(res, pq->parent_col, o, &rows, nkeys))
-		goto oom;
-	if (*nkeys > 0) {
-		lit = array_literal(res, pq->parent_col, rows, *nkeys);
-		if (!lit)
-			goto oom;
-	}
+	*out = (struct graph_keys){0};
+	if (!o || distinct_rows(res, pq->parent_col, o, &rows, &out->n))
+		rc = -1;
+	else if (out->n > 0)
+		rc = keys_value(res, pq->parent_col, rows,
+				binary ? pq->key_elem : KEYS_TEXT_LITERAL, out);
 	free(rows);
-	return lit;
-oom:
-	free(rows);
-	*nkeys = 1; /* NULL with keys: out of memory (see graph.h) */
-	return NULL;
+	if (rc)
+		*out = (struct graph_keys){0};
+	return rc;
 }
 
 /* ---- writing ---- */

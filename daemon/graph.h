@@ -26,14 +26,23 @@ void graph_free(struct graph *g); /* clears every result; NULL ok */
  * was not sent (empty, or no keys) gets NULL: zero rows. */
 void graph_set_result(struct graph *g, int q, PGresult *res);
 
+/* The keys of a keyed query: its $1. */
+struct graph_keys {
+	char *value; /* malloc'd; NULL when there are none */
+	int len;     /* bytes of a binary value */
+	bool binary; /* array_recv's format (keys.h), else the text literal */
+	size_t n;    /* how many */
+};
+
 /*
- * The keys of keyed query q as one PostgreSQL array literal ("{"1","7"}"),
- * distinct, NULLs dropped, in first-seen order; malloc'd, or NULL with
- * *nkeys == 0 when there are none (the query is then not sent and its
- * deeper levels have no parents). Needs the results of every query its
- * parent node's objects depend on. Out of memory: NULL with *nkeys != 0.
+ * The keys of keyed query q, distinct, NULLs dropped, in first-seen order:
+ * in binary when asked and the query's key_elem allows (and every key
+ * converts), else as one PostgreSQL array literal ("{"1","7"}"). None
+ * (n == 0, value NULL): the query is then not sent and its deeper levels
+ * have no parents. Needs the results of every query its parent node's
+ * objects depend on. Returns -1 when out of memory (*out zeroed).
  */
-char *graph_keys(struct graph *g, int q, size_t *nkeys);
+int graph_keys(struct graph *g, int q, bool binary, struct graph_keys *out);
 
 /* The bytes the graph will hold for result q besides the rows themselves:
  * the index from key to rows that it builds over a keyed query's result

@@ -840,8 +840,12 @@ static void handle_query(struct request *r)
 	const struct config *cfg = r->h->sh->cfg;
 	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
 	struct spec_limits limits = {cfg->max_depth, cfg->max_lookups};
-	struct exec_options opt = {cfg->pool_timeout_ms, cfg->max_rows,
-				   r->debug, r->h->budget, r->h->plans};
+	struct exec_options opt = {cfg->pool_timeout_ms,
+				   cfg->max_rows,
+				   r->debug,
+				   r->h->budget,
+				   r->h->plans,
+				   strcmp(cfg->plan_mode, "auto")};
 	struct pf_err err = {0};
 	size_t len = evbuffer_get_length(in);
 

@@ -172,6 +172,17 @@ static int count_loops(const struct config *cfg)
 	return n;
 }
 
+/* The session's plan_cache_mode for --plan-mode custom or generic; NULL
+ * for auto, where exec chooses per statement. */
+static const char *plan_cache_mode(const char *plan_mode)
+{
+	if (!strcmp(plan_mode, "custom"))
+		return "force_custom_plan";
+	if (!strcmp(plan_mode, "generic"))
+		return "force_generic_plan";
+	return NULL;
+}
+
 /* The loop's base and its share of the pool's connections. */
 static int loop_open(struct daemon *d, struct loop *l, int index)
 {
@@ -183,6 +194,7 @@ static int loop_open(struct daemon *d, struct loop *l, int index)
 		.statement_timeout_ms = d->cfg.statement_timeout_ms,
 		.connect_timeout_ms = 5000,
 		.prepare_cache = d->cfg.prepare_cache,
+		.plan_cache_mode = plan_cache_mode(d->cfg.plan_mode),
 	};
 
 	l->d = d;
@@ -325,6 +337,16 @@ int main(int argc, char **argv)
 			fprintf(stderr, "prefetchd: %s\n", err.message);
 		config_cleanup(&d.cfg);
 		return rc < 0 ? 2 : 0;
+	}
+	if (strcmp(d.cfg.plan_mode, "auto") &&
+	    strcmp(d.cfg.plan_mode, "custom") &&
+	    strcmp(d.cfg.plan_mode, "generic")) {
+		fprintf(stderr,
+			"prefetchd: --plan-mode must be auto, custom or "
+			"generic, not \"%s\"\n",
+			d.cfg.plan_mode);
+		config_cleanup(&d.cfg);
+		return 2;
 	}
 	if (log_set_level(d.cfg.log_level) < 0) {
 		fprintf(stderr, "prefetchd: unknown log level \"%s\"\n",

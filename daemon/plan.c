@@ -224,6 +224,9 @@ static int add_query(struct pb *b, const struct rlevel *lv, int depth)
 	qb[n - 1].sliced = lv->rel && (lv->qs.has_limit || lv->qs.offset);
 	q->path = strdup(lv->path);
 	q->keyed = lv->kind == RL_QUERY;
+	/* $1's element type is the cast plan_sql gives it */
+	if (q->keyed && lv->rel)
+		q->key_elem = keys_elem_of(lv->rel->from_column->cast);
 	q->empty = lv->qs.empty;
 	q->depth = depth;
 	q->parent_node = q->parent_col = q->key_col = -1;

@@ -31,6 +31,7 @@
 #include <stddef.h>
 
 #include "err.h"
+#include "keys.h"
 #include "schema.h"
 
 struct plan_query {
@@ -41,14 +42,15 @@ struct plan_query {
 				   query params[0] is NULL here: exec fills
 				   $1 with the keys at run time */
 	int nparams;
-	int limit_param; /* the index of its LIMIT (a slice's), or -1 */
-	bool keyed;	 /* $1 is the parent keys array */
-	bool empty;	 /* matches nothing: never sent */
-	int parent_node; /* keyed: node whose objects are the parents */
-	int parent_col;	 /* keyed: column of parent_node's src result */
-	int key_col;	 /* keyed: column of this result to match on */
-	int ncols;	 /* columns of this query's result */
-	int depth;	 /* 0 main; parents' query depth + 1 */
+	int limit_param;	 /* the index of its LIMIT (a slice's), or -1 */
+	bool keyed;		 /* $1 is the parent keys array */
+	bool empty;		 /* matches nothing: never sent */
+	int parent_node;	 /* keyed: node whose objects are the parents */
+	int parent_col;		 /* keyed: column of parent_node's src result */
+	int key_col;		 /* keyed: column of this result to match on */
+	enum keys_elem key_elem; /* keyed: the element type of $1 */
+	int ncols;		 /* columns of this query's result */
+	int depth;		 /* 0 main; parents' query depth + 1 */
 };
 
 struct plan_field {

@@ -681,11 +681,14 @@ static int conn_send(struct pool_conn *c, const struct pool_stmt *st, int i)
 
 	if (!st->prepare || c->pool->prepare_cache <= 0)
 		/* Extended protocol (the only one pipeline mode allows);
-		 * NULL types let the server infer them, text in and out. */
+		 * NULL types let the server infer them (a binary parameter
+		 * is cast in the SQL to the type it is sent as); results
+		 * in text. */
 		return conn_add_slot(c, i, false) == 0 &&
 				       PQsendQueryParams(
 					       c->pg, st->sql, st->nparams,
-					       NULL, st->params, NULL, NULL, 0)
+					       NULL, st->params, st->lengths,
+					       st->formats, 0)
 			       ? 0
 			       : -1;
 	hash = text_hash(0, st->sql);
@@ -707,7 +710,8 @@ static int conn_send(struct pool_conn *c, const struct pool_stmt *st, int i)
 	p->last_used = ++c->use_clock;
 	return conn_add_slot(c, i, false) == 0 &&
 			       PQsendQueryPrepared(c->pg, p->name, st->nparams,
-						   st->params, NULL, NULL, 0)
+						   st->params, st->lengths,
+						   st->formats, 0)
 		       ? 0
 		       : -1;
 }
@@ -908,12 +912,15 @@ void pool_cancel(struct pool_wait *w)
 /* The startup packet's "options": the user's own (from the conninfo, else
  * PGOPTIONS, which libpq would otherwise have used), then ours, which come
  * last so that they win. */
-static char *session_options(const char *conninfo, int statement_timeout_ms)
+static char *session_options(const char *conninfo, int statement_timeout_ms,
+			     const char *plan_cache_mode)
 {
 	static const char fmt[] =
 		"%s%s-c TimeZone=UTC -c DateStyle=ISO "
 		"-c IntervalStyle=postgres -c extra_float_digits=1 "
-		"-c statement_timeout=%d";
+		"-c statement_timeout=%d%s%s";
+	const char *pcm = plan_cache_mode ? " -c plan_cache_mode=" : "";
+	const char *mode = plan_cache_mode ? plan_cache_mode : "";
 	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
 	const char *user = NULL;
 	char *out = NULL;
@@ -927,10 +934,10 @@ static char *session_options(const char *conninfo, int statement_timeout_ms)
 	if (!user)
 		user = "";
 	len = snprintf(NULL, 0, fmt, user, *user ? " " : "",
-		       statement_timeout_ms);
+		       statement_timeout_ms, pcm, mode);
 	if (len >= 0 && (out = malloc((size_t)len + 1)))
 		snprintf(out, (size_t)len + 1, fmt, user, *user ? " " : "",
-			 statement_timeout_ms);
+			 statement_timeout_ms, pcm, mode);
 	PQconninfoFree(opts);
 	return out;
 }
@@ -960,7 +967,8 @@ struct pool *pool_new(struct event_base *base, const struct pool_options *opt)
 	pool->conninfo = strdup(opt->conninfo ? opt->conninfo : "");
 	pool->options = session_options(
 		pool->conninfo,
-		opt->statement_timeout_ms > 0 ? opt->statement_timeout_ms : 0);
+		opt->statement_timeout_ms > 0 ? opt->statement_timeout_ms : 0,
+		opt->plan_cache_mode);
 	pool->dispatch_ev = event_new(base, -1, 0, pool_on_dispatch, pool);
 	pool->retry_ev = evtimer_new(base, pool_on_retry, pool);
 	if (!pool->conninfo || !pool->options || !pool->dispatch_ev ||

@@ -22,20 +22,21 @@ struct pool_conn;
 struct pool_wait;
 
 struct pool_options {
-	const char *conninfo;	  /* libpq conninfo or URL; "" = PG* env */
-	int size;		  /* max connections; <= 0 = 1 */
-	int statement_timeout_ms; /* session statement_timeout; 0 = none */
-	int connect_timeout_ms;	  /* one connection attempt; 0 = 10000 */
-	int backoff_min_ms;	  /* reconnect backoff after a failure; */
-	int backoff_max_ms;	  /* 0 = 100 and 5000, doubling between */
-	int prepare_cache;	  /* prepared statements kept per connection
+	const char *conninfo;	     /* libpq conninfo or URL; "" = PG* env */
+	int size;		     /* max connections; <= 0 = 1 */
+	int statement_timeout_ms;    /* session statement_timeout; 0 = none */
+	int connect_timeout_ms;	     /* one connection attempt; 0 = 10000 */
+	int backoff_min_ms;	     /* reconnect backoff after a failure; */
+	int backoff_max_ms;	     /* 0 = 100 and 5000, doubling between */
+	int prepare_cache;	     /* prepared statements kept per connection
 				     (least recently used goes); 0 = none */
+	const char *plan_cache_mode; /* the session's; NULL = the server's */
 };
 
 /* Session settings applied to every connection (in the startup packet, so
  * they cost no round trip): TimeZone=UTC, DateStyle=ISO, IntervalStyle=
  * postgres, extra_float_digits=1, statement_timeout (0 is sent too, so a
- * role's default does not apply), and application_name "prefetchd" unless
+ * role's default does not apply), plan_cache_mode when set, and application_name "prefetchd" unless
  * the conninfo names one. They are appended to the conninfo's own
  * "options" (or PGOPTIONS), so those are kept but cannot override ours.
  * pool_new opens one connection at once, to learn whether the database is
@@ -81,6 +82,10 @@ struct pool_stmt {
 				   connection (its text is parsed once) */
 	int nparams;
 	const char *const *params;
+	/* NULL: every parameter is text; else per parameter, 1 for binary
+	 * (its bytes in lengths[i]) and 0 for text */
+	const int *formats;
+	const int *lengths;
 	PGresult *result;
 	double done_ms;
 };

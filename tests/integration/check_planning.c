@@ -228,14 +228,19 @@ START_TEST(test_custom_plan_kept_where_it_is_faster)
 }
 END_TEST
 
-/* --prepare-cache 0: every statement goes unnamed and PostgreSQL plans it
- * for its values each time; prefetchd forces no plan (a forced generic
- * plan would scan the spokes every time). */
-START_TEST(test_unprepared_statements_keep_postgresql_choice)
+/* The SET LOCAL plan_cache_mode statements since the last reset. */
+static long plan_mode_sets(void)
 {
-	static const char *const args[] = {
-		"--schemas",	   "pfplan", "--pool-size", "1",
-		"--prepare-cache", "0",	     NULL};
+	long calls, plans;
+
+	db_statement_counts("plan_cache_mode", &calls, &plans);
+	return calls;
+}
+
+/* The hubs' spokes, planned for their keys at every run (few buffers),
+ * with no plan picked by prefetchd: what the session or PostgreSQL chose. */
+static void assert_hubs_planned_every_run(const char *const *args)
+{
 	struct pfd *p = start_ready(args);
 	long calls, plans, buffers;
 
@@ -244,6 +249,7 @@ START_TEST(test_unprepared_statements_keep_postgresql_choice)
 	ck_assert_int_eq(plans, RUNS);
 	ck_assert_msg(buffers < SPOKE_PAGES,
 		      "the spokes read %ld buffers in %d runs", buffers, RUNS);
+	ck_assert_int_eq(plan_mode_sets(), 0);
 	ck_assert_double_eq(
 		http_metric(pfd_port(p),
 			    "prefetchd_plans_total{plan=\"custom\"}") +
@@ -252,6 +258,18 @@ START_TEST(test_unprepared_statements_keep_postgresql_choice)
 		0);
 	ck_assert_int_eq(pfd_stop(p), 0);
 	pfd_free(p);
+}
+
+/* --prepare-cache 0: every statement goes unnamed and PostgreSQL plans it
+ * for its values each time; prefetchd forces no plan (a forced generic
+ * plan would scan the spokes every time). */
+START_TEST(test_unprepared_statements_keep_postgresql_choice)
+{
+	static const char *const args[] = {
+		"--schemas",	   "pfplan", "--pool-size", "1",
+		"--prepare-cache", "0",	     NULL};
+
+	assert_hubs_planned_every_run(args);
 }
 END_TEST
 
@@ -310,6 +328,53 @@ START_TEST(test_plan_mode_follows_each_query)
 }
 END_TEST
 
+/* --plan-mode custom: PostgreSQL's force_custom_plan for the whole
+ * session (no SET per request), so the hubs' spokes, which auto keeps on
+ * a custom plan only after timing the generic one, are planned for their
+ * keys every time from the first run, and nothing is timed. */
+START_TEST(test_plan_mode_custom_plans_every_execution)
+{
+	static const char *const args[] = {
+		"--schemas",   "pfplan", "--pool-size", "1",
+		"--plan-mode", "custom", NULL};
+
+	assert_hubs_planned_every_run(args);
+}
+END_TEST
+
+/* --plan-mode generic: every statement on its generic plan, even 1,000
+ * keys (which auto plans for their keys): planned once on the one
+ * connection, then never again. */
+START_TEST(test_plan_mode_generic_plans_once)
+{
+	static const char *const args[] = {
+		"--schemas",   "pfplan",  "--pool-size", "1",
+		"--plan-mode", "generic", NULL};
+	struct pfd *p = start_ready(args);
+	long calls, plans;
+
+	db_stats_reset();
+	run_parents(pfd_port(p), 1000, RUNS, &calls, &plans);
+	ck_assert_int_eq(calls, RUNS);
+	ck_assert_int_le(plans, 1);
+	ck_assert_int_eq(plan_mode_sets(), 0);
+	ck_assert_int_eq(pfd_stop(p), 0);
+	pfd_free(p);
+}
+END_TEST
+
+/* Anything else is refused at the start, with the flag named. */
+START_TEST(test_plan_mode_must_be_known)
+{
+	static const char *const args[] = {"--plan-mode", "fast", NULL};
+	struct pfd *p = pfd_spawn(args);
+
+	ck_assert_int_eq(pfd_wait_exit(p, READY_MS), 2);
+	ck_assert_ptr_nonnull(strstr(pfd_log(p), "--plan-mode must be auto"));
+	pfd_free(p);
+}
+END_TEST
+
 Suite *planning_suite(void)
 {
 	Suite *s = suite_create("planning");
@@ -321,6 +386,9 @@ Suite *planning_suite(void)
 	tcase_add_test(tc, test_custom_plan_kept_where_it_is_faster);
 	tcase_add_test(tc, test_unprepared_statements_keep_postgresql_choice);
 	tcase_add_test(tc, test_plan_mode_follows_each_query);
+	tcase_add_test(tc, test_plan_mode_custom_plans_every_execution);
+	tcase_add_test(tc, test_plan_mode_generic_plans_once);
+	tcase_add_test(tc, test_plan_mode_must_be_known);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -24,10 +24,11 @@ Suite *planning_suite(void);
 Suite *budget_suite(void);
 Suite *threads_suite(void);
 Suite *django_suites_suite(void);
+Suite *keys_suite(void);
 
 #define PFTEST_SUITES                                                          \
 	endpoints_suite, schema_endpoint_suite, exec_suite, cases_suite,       \
 		pool_suite, values_suite, injection_suite, prefetch_suite,     \
 		protocol_suite, metrics_suite, reliability_suite, auth_suite,  \
 		hidden_suite, stream_suite, planning_suite, budget_suite,      \
-		threads_suite, django_suites_suite
+		threads_suite, django_suites_suite, keys_suite
