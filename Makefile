@@ -155,9 +155,11 @@ soak:
 # sanitizers) under wrk against pgbench on the same statements and on one
 # json_agg + LATERAL statement per workload (tests/bench/*.json), and on the
 # hand-written statements of a workload that has them (W7's .hand.sql), on
-# the data of sql/bench.sql in a private cluster kept in .pgbench-data/
-# (created once, reused); prints the table and writes tests/bench/results.md.
-# ~12 minutes, of which W7 4.
+# the data sets of sql/bench.sql and sql/bench2.sql (BENCH_DATA=bench or
+# bench2 for one) in a private cluster kept in .pgbench-data/ (created once,
+# reused); with each workload also prefetchd under --prepare-cache 0 and
+# --plan-mode custom and generic; prints the table and writes
+# tests/bench/results.md. About 30 minutes.
 bench:
 	@sh tests/deps.sh wrk jq $(DEB_PKGS)
 	@$(MAKE) --no-print-directory BUILD=build/bench SANITIZE= CFLAGS="-g -O2" \

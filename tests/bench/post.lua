@@ -19,9 +19,10 @@ end
 function done(summary, latency, requests)
 	local e = summary.errors
 	io.write(string.format(
-		"WRK requests=%d duration_us=%d p50_us=%d mean_us=%.1f " ..
-		"non2xx=%d errors=%d bytes=%d\n",
+		"WRK requests=%d duration_us=%d p50_us=%d p99_us=%d " ..
+		"mean_us=%.1f non2xx=%d errors=%d bytes=%d\n",
 		summary.requests, summary.duration, latency:percentile(50),
+		latency:percentile(99),
 		latency.mean, e.status, e.connect + e.read + e.write + e.timeout,
 		summary.bytes))
 end

@@ -4,9 +4,12 @@
 # build/bench/prefetchd with -O2 and no sanitizers and calls this.)
 #
 # The data: a private cluster in .pgbench-data/ (tests/pgcluster.sh), created
-# on first use and then reused; database prefetchd_bench is (re)loaded with
-# sql/schema.sql + sql/bench.sql when either is newer than the last load
-# (about 20 s). The cluster is tuned once for a benchmark (shared_buffers
+# on first use and then reused, with one database per data set, (re)loaded
+# when its files are newer than the last load: prefetchd_bench from
+# sql/schema.sql + sql/bench.sql (about 20 s) and prefetchd_bench2 from
+# sql/bench2.sql (the same tables with other key types and distributions,
+# about 15 s). Every workload runs on each data set of BENCH_DATA (default
+# "bench bench2"); the table has a section per data set. The cluster is tuned once for a benchmark (shared_buffers
 # 512MB, effective_cache_size 4GB, random_page_cost 1.1, jit off) and is
 # stopped at the end if this script started it. Remove .pgbench-data/ to
 # start over.
@@ -24,6 +27,10 @@
 #           only binds and executes: one round trip per statement.
 #   lateral pgbench -M prepared -n on the one json_agg statement (alone,
 #           autocommit: one round trip)
+#   p0, pcustom, pgeneric (8 connections only): prefetchd as pf but started
+#           with --prepare-cache 0, --plan-mode custom, --plan-mode generic,
+#           each its own daemon, running meanwhile: the default (auto) is
+#           measured against the best of them (issue 20's plan choice)
 #   hand    only for a workload with a wN_*.hand.sql: pgbench -M prepared -n
 #           on the statements a person would write for the same graph, in
 #           one transaction like stmts (one statement per line; checked
@@ -31,9 +38,10 @@
 #           objects of prefetchd's graph, relations left out, jq -S)
 # Each is run BENCH_REPS times for BENCH_SECONDS after a BENCH_WARMUP s
 # warm-up, the tools interleaved within a repetition (pf, stmts, hand,
-# lateral); a workload with a hand column runs 3 × BENCH_SECONDS at both
+# lateral, then p0, pcustom, pgeneric at 8 connections); a workload with a hand column runs 3 × BENCH_SECONDS at both
 # connection counts, for enough requests per run. The table shows
-# medians over the repetitions of transactions/s and of the median latency.
+# medians over the repetitions of transactions/s, of the median latency and
+# of the 99th percentile (wrk's; pgbench's from its per-transaction log).
 # Transactions/s is connections / mean latency (Little's law for a closed
 # loop: each connection sends its next request as soon as it has the
 # answer), for wrk and pgbench alike. Counting completed requests over the
@@ -109,7 +117,7 @@ retry_budget=${BENCH_RETRY_BUDGET:-60}
 retry_spent=0
 other_max=${BENCH_OTHER_MAX:-20}
 only=${BENCH_ONLY:-.}
-db=prefetchd_bench
+datasets=${BENCH_DATA:-bench bench2}
 
 for tool in wrk pgbench jq curl cc; do
 	command -v "$tool" >/dev/null 2>&1 || {
@@ -120,6 +128,7 @@ done
 
 tmp=""
 pid=""
+alt_pids=""
 port=""
 started_cluster=0
 t_start=$(date +%s)
@@ -128,7 +137,7 @@ t_start=$(date +%s)
 cleanup() {
 	status=$?
 	trap - EXIT INT TERM HUP
-	for p in $pid; do
+	for p in $pid $alt_pids; do
 		if kill -0 "$p" 2>/dev/null; then
 			kill -TERM "$p" 2>/dev/null || true
 			wait "$p" 2>/dev/null || true
@@ -156,7 +165,7 @@ if ! sh "$pgcluster" status "$cluster" >/dev/null 2>&1; then
 	started_cluster=1
 	sh "$pgcluster" start "$cluster"
 fi
-eval "$(sh "$pgcluster" env "$cluster" "$db")"
+eval "$(sh "$pgcluster" env "$cluster" postgres)"
 psql_q() {
 	PGOPTIONS='-c client_min_messages=warning' \
 		sh "$pgcluster" psql "$cluster" -q -v ON_ERROR_STOP=1 "$@"
@@ -172,29 +181,51 @@ if [ ! -f "$cluster/bench.tuned" ]; then
 	sh "$pgcluster" start "$cluster"
 	touch "$cluster/bench.tuned"
 fi
-marker="$cluster/$db.loaded"
-if [ ! -f "$marker" ] || [ -n "$(find "$root/sql/schema.sql" \
-	"$root/sql/bench.sql" -newer "$marker" 2>/dev/null)" ]; then
-	echo "bench: loading sql/schema.sql and sql/bench.sql into $db (~20 s)"
-	psql_q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
-		-c "CREATE DATABASE $db"
-	psql_q -d "$db" -f "$root/sql/schema.sql" -f "$root/sql/bench.sql"
-	touch "$marker"
-fi
-pgversion=$(psql_q -d "$db" -Atc 'SHOW server_version')
+# The files of data set $1, in load order.
+data_files() {
+	case $1 in
+	bench) echo "$root/sql/schema.sql $root/sql/bench.sql" ;;
+	bench2) echo "$root/sql/bench2.sql" ;;
+	*)
+		echo "bench: unknown data set $1 (BENCH_DATA: bench, bench2)" >&2
+		exit 1
+		;;
+	esac
+}
+for ds in $datasets; do
+	files=$(data_files "$ds")
+	marker="$cluster/prefetchd_$ds.loaded"
+	# shellcheck disable=SC2086 # a list of paths without blanks
+	if [ ! -f "$marker" ] || [ -n "$(find $files -newer "$marker" 2>/dev/null)" ]; then
+		echo "bench: loading $(echo "$files" | sed "s|$root/||g") into prefetchd_$ds (~20 s)"
+		psql_q -d postgres -c "DROP DATABASE IF EXISTS prefetchd_$ds WITH (FORCE)" \
+			-c "CREATE DATABASE prefetchd_$ds"
+		for f in $files; do
+			psql_q -d "prefetchd_$ds" -f "$f"
+		done
+		touch "$marker"
+	fi
+done
+pgversion=$(psql_q -d postgres -Atc 'SHOW server_version')
 
 # ---- prefetchd ----
 
-url="host=$PGHOST port=$PGPORT dbname=$db user=postgres"
-# BENCH_PGOPTIONS: session settings for prefetchd's connections, e.g.
-# "-c plan_cache_mode=force_custom_plan" (libpq's options).
-[ -z "${BENCH_PGOPTIONS:-}" ] || url="$url options='$BENCH_PGOPTIONS'"
-# Starts the binary on a free port; sets $1 to its pid and $2 to its port.
+# The conninfo of data set $db. BENCH_PGOPTIONS: session settings for
+# prefetchd's connections, e.g. "-c work_mem=64MB" (libpq's options).
+set_url() {
+	url="host=$PGHOST port=$PGPORT dbname=$db user=postgres"
+	[ -z "${BENCH_PGOPTIONS:-}" ] || url="$url options='$BENCH_PGOPTIONS'"
+}
+# Starts the binary on a free port with the flags $4...; sets $1 to its
+# pid and $2 to its port; $3 names its log.
 start_daemon() {
 	log=$tmp/$3.log
-	"$bin" --listen 127.0.0.1:0 --database-url "$url" 2>"$log" &
+	_pv=$1
+	_pp=$2
+	shift 3
+	"$bin" --listen 127.0.0.1:0 --database-url "$url" "$@" 2>"$log" &
 	_p=$!
-	eval "$1=$_p"
+	eval "$_pv=$_p"
 	n=0
 	_port=""
 	while [ -z "$_port" ]; do
@@ -207,7 +238,7 @@ start_daemon() {
 		fi
 		[ -n "$_port" ] || sleep 0.1
 	done
-	eval "$2=$_port"
+	eval "$_pp=$_port"
 	n=0
 	until curl -sf "http://127.0.0.1:$_port/readyz" >/dev/null; do
 		n=$((n + 1))
@@ -226,11 +257,15 @@ stop_daemon() {
 	fi
 }
 # A fresh daemon per workload, so that each one's peak RSS is its own (the
-# heap a workload grew is not given back to the system when it ends).
+# heap a workload grew is not given back to the system when it ends); and
+# the three alternatives of the plan choice beside it (alt_pids).
 restart_daemon() {
-	stop_daemon "$pid"
-	pid=""
+	for p in $pid $alt_pids; do stop_daemon "$p"; done
 	start_daemon pid port pf
+	start_daemon pid_p0 port_p0 p0 --prepare-cache 0
+	start_daemon pid_pc port_pc pcustom --plan-mode custom
+	start_daemon pid_pg port_pg pgeneric --plan-mode generic
+	alt_pids="$pid_p0 $pid_pc $pid_pg"
 	sleep 0.3
 }
 # Percent of the machine's CPU time that was busy over the next second.
@@ -253,7 +288,7 @@ kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 # ---- measuring ----
 
-raw=$tmp/raw.tsv # workload tool conns tps p50_us other% pf_ms db_ms client_ms dbq_ms
+raw=$tmp/raw.tsv # workload tool conns tps p50_us other% pf_ms db_ms client_ms dbq_ms p99_us
 : >"$raw"
 peaks=$tmp/peaks.tsv # workload peak1_kb peak8_kb fresh_kb after_kb busy%
 : >"$peaks"
@@ -262,18 +297,19 @@ info=$tmp/info.tsv # workload rows bytes queries same hand_same
 errors=0
 
 # wrk on prefetchd: $1 port, $2 conns, $3 threads, $4 secs, $5 spec.
-# Prints transactions/s, median latency (us), failures, requests completed.
+# Prints transactions/s, median latency (us), failures, requests completed,
+# the 99th percentile of latency (us).
 run_wrk() {
 	out=$(wrk -t"$3" -c"$2" -d"$4"s --timeout 120s -s "$bench/post.lua" \
 		"http://127.0.0.1:$1/query" -- "$5" 2>&1 | grep '^WRK ') || {
-		echo "0 0 1 0"
+		echo "0 0 1 0 0"
 		return
 	}
 	echo "$out" | awk -v conns="$2" '{
 		for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 		bad = v["non2xx"] + v["errors"]
 		tps = v["mean_us"] > 0 ? conns / (v["mean_us"] / 1e6) : 0
-		printf "%.2f %d %d %d\n", tps, v["p50_us"], bad, v["requests"]
+		printf "%.2f %d %d %d %d\n", tps, v["p50_us"], bad, v["requests"], v["p99_us"]
 	}'
 }
 
@@ -283,27 +319,29 @@ run_pgbench() {
 	out=$(pgbench -n -M prepared -f "$1" -c "$2" -j "$3" -T "$4" \
 		-l --log-prefix="$tmp/pgb" "$db" 2>&1) || {
 		echo "$out" >&2
-		echo "0 0 1 0"
+		echo "0 0 1 0 0"
 		return
 	}
 	# connections / mean latency, as for wrk (run_wrk)
 	tps=$(cat "$tmp"/pgb.* | awk -v conns="$2" '{ s += $3; n++ }
 		END { if (n && s) printf "%.2f", conns / (s / n / 1e6); else print 0 }')
 	failed=$(echo "$out" | sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p')
-	p50=$(cat "$tmp"/pgb.* | awk '{ print $3 }' | sort -n |
-		awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)]; else print 0 }')
+	pcts=$(cat "$tmp"/pgb.* | awk '{ print $3 }' | sort -n |
+		awk '{ a[NR] = $1 } END {
+			if (NR) print a[int((NR + 1) / 2)], a[int((NR * 99 + 99) / 100)]
+			else print 0, 0 }')
 	n=$(cat "$tmp"/pgb.* | wc -l)
-	echo "${tps:-0} $p50 ${failed:-0} $n"
+	echo "${tps:-0} ${pcts% *} ${failed:-0} $n ${pcts#* }"
 }
 
 # CPU time (jiffies) of everything this benchmark runs, as "prefetchd
-# database client": prefetchd; the bench cluster's processes (the
+# database client": prefetchd (the daemon under measure, $measured); the bench cluster's processes (the
 # postmaster's own time and its reaped children's, plus its live ones);
 # and, as reaped children of this shell, wrk or pgbench. The rest of the
 # machine's busy time during a run is "other".
 cpu_split() {
 	pm=$(head -n 1 "$cluster/postmaster.pid")
-	cat /proc/[0-9]*/stat 2>/dev/null | awk -v pf="$pid" -v pm="$pm" -v sh="$$" '
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v pf="$measured" -v pm="$pm" -v sh="$$" '
 		$1 == pf { p += $14 + $15 }
 		$1 == pm { d += $14 + $15 + $16 + $17 }
 		$4 == pm { d += $14 + $15 }
@@ -365,6 +403,13 @@ db_quiet() {
 # more than BENCH_OTHER_MAX % of a core meanwhile.
 measure() {
 	tries=0
+	# the daemon under measure, for cpu_split
+	case $2 in
+	p0) measured=$pid_p0 ;;
+	pcustom) measured=$pid_pc ;;
+	pgeneric) measured=$pid_pg ;;
+	*) measured=$pid ;;
+	esac
 	while :; do
 		q0=$(db_quiet)
 		b0=$(busy_jiffies)
@@ -372,6 +417,9 @@ measure() {
 		t0=$(date +%s%N)
 		case $2 in
 		pf) res=$(run_wrk "$port" "$3" "$4" "$5" "$spec") ;;
+		p0) res=$(run_wrk "$port_p0" "$3" "$4" "$5" "$spec") ;;
+		pcustom) res=$(run_wrk "$port_pc" "$3" "$4" "$5" "$spec") ;;
+		pgeneric) res=$(run_wrk "$port_pg" "$3" "$4" "$5" "$spec") ;;
 		stmts) res=$(run_pgbench "$script" "$3" "$4" "$5") ;;
 		hand) res=$(run_pgbench "$hand" "$3" "$4" "$5") ;;
 		lateral) res=$(run_pgbench "$lateral" "$3" "$4" "$5") ;;
@@ -399,7 +447,7 @@ measure() {
 	# the database's CPU ms per request or transaction completed
 	dbq=$(echo "$res" | awk -v q="$((q1 - q0))" '{ printf "%.3f", ($4 > 0 ? q / 1e6 / $4 : 0) }')
 	set -- "$1" "$2" "$3" $res $split
-	echo "$1	$2	$3	$4	$5	$8	$9	${10}	${11}	$dbq" >>"$raw"
+	echo "$1	$2	$3	$4	$5	$9	${10}	${11}	${12}	$dbq	$8" >>"$raw"
 	if [ "$6" != 0 ]; then
 		echo "bench: $1 $2 c$3: $6 failed requests/transactions" >&2
 		errors=$((errors + 1))
@@ -408,24 +456,36 @@ measure() {
 
 reset_peak() { echo 5 >"/proc/$pid/clear_refs"; }
 
+# A graph with its lists in one order (by their members' JSON, keys
+# sorted), for comparing prefetchd's with the lateral statement's: where
+# a level has no order_by, neither Django nor PostgreSQL promises one (on
+# bench2, whose book keys are uuids, the two orders differ); a slice's
+# members are still compared, as a set.
+canon='walk(if type == "object" then to_entries | sort_by(.key) | from_entries
+	elif type == "array" then sort_by(tojson) else . end)'
+
 workloads=$(cd "$bench" && ls w*.json | sed 's/\.json$//' | grep -E "$only")
 [ -n "$workloads" ] || {
 	echo "bench: no workload matches $only" >&2
 	exit 1
 }
 
+for ds in $datasets; do
+db=prefetchd_$ds
+set_url
 for w in $workloads; do
+	key=$ds/$w
 	spec="$bench/$w.json"
 	lateral="$bench/$w.lateral.sql"
-	script="$tmp/$w.stmts.sql"
+	script="$tmp/$ds.$w.stmts.sql"
 	hand="$bench/$w.hand.sql"
 	[ -f "$hand" ] || hand=""
-	echo "bench: $w"
+	echo "bench: $w on $ds"
 	restart_daemon
 	load=$(wait_quiet)
 	fresh=$(kb "$pid" VmRSS)
 	curl -sf "http://127.0.0.1:$port/query?debug=1" -d @"$spec" >"$tmp/debug.json" || {
-		echo "bench: $w: prefetchd refused the spec" >&2
+		echo "bench: $key: prefetchd refused the spec" >&2
 		exit 1
 	}
 	jq -r -f "$bench/stmts.jq" "$tmp/debug.json" >"$script"
@@ -433,12 +493,12 @@ for w in $workloads; do
 	queries=$(jq '.stats.queries' "$tmp/debug.json")
 	bytes=$(curl -sf -o "$tmp/body.json" -w '%{size_download}' \
 		"http://127.0.0.1:$port/query" -d @"$spec")
-	jq -S .results "$tmp/body.json" >"$tmp/a.json"
-	psql_q -d "$db" -At -f "$lateral" | jq -S . >"$tmp/b.json"
+	jq -S "(.results | $canon)" "$tmp/body.json" >"$tmp/a.json"
+	psql_q -d "$db" -At -f "$lateral" | jq -S "$canon" >"$tmp/b.json"
 	if cmp -s "$tmp/a.json" "$tmp/b.json"; then same=yes; else
 		same=NO
 		errors=$((errors + 1))
-		echo "bench: $w: the lateral statement builds another graph" >&2
+		echo "bench: $key: the lateral statement builds another graph" >&2
 	fi
 	hand_same=-
 	if [ -n "$hand" ]; then
@@ -454,11 +514,11 @@ for w in $workloads; do
 		if cmp -s "$tmp/a.json" "$tmp/b.json"; then hand_same=yes; else
 			hand_same=NO
 			errors=$((errors + 1))
-			echo "bench: $w: the hand statements return other rows than prefetchd's objects" >&2
+			echo "bench: $key: the hand statements return other rows than prefetchd's objects" >&2
 		fi
 	fi
 	rm -f "$tmp/a.json" "$tmp/b.json" "$tmp/body.json"
-	echo "$w	$rows	$bytes	$queries	$same	$hand_same" >>"$info"
+	echo "$key	$rows	$bytes	$queries	$same	$hand_same" >>"$info"
 	# Runs at 8 connections of workloads slower than 100 ms per request
 	# last three times longer, for enough requests per run.
 	secs8=$secs
@@ -476,6 +536,9 @@ for w in $workloads; do
 	run_pgbench "$script" 8 2 "$warm" >/dev/null
 	[ -z "$hand" ] || run_pgbench "$hand" 8 2 "$warm" >/dev/null
 	run_pgbench "$lateral" 8 2 "$warm" >/dev/null
+	for p in $port_p0 $port_pc $port_pg; do
+		run_wrk "$p" 8 2 "$warm" "$spec" >/dev/null
+	done
 
 	peak1=0
 	peak8=0
@@ -488,19 +551,23 @@ for w in $workloads; do
 			d=$secs1
 			[ "$c" -eq 1 ] || d=$secs8
 			reset_peak
-			measure "$w" pf "$c" "$j" "$d"
+			measure "$key" pf "$c" "$j" "$d"
 			k=$(kb "$pid" VmHWM)
 			if [ "$c" -eq 1 ]; then
 				[ "$k" -le "$peak1" ] || peak1=$k
 			else
 				[ "$k" -le "$peak8" ] || peak8=$k
 			fi
-			measure "$w" stmts "$c" "$j" "$d"
-			[ -z "$hand" ] || measure "$w" hand "$c" "$j" "$d"
-			measure "$w" lateral "$c" "$j" "$d"
+			measure "$key" stmts "$c" "$j" "$d"
+			[ -z "$hand" ] || measure "$key" hand "$c" "$j" "$d"
+			measure "$key" lateral "$c" "$j" "$d"
+		done
+		for alt in p0 pcustom pgeneric; do
+			measure "$key" "$alt" 8 2 "$secs8"
 		done
 	done
-	echo "$w	$peak1	$peak8	$fresh	$(kb "$pid" VmRSS)	$load" >>"$peaks"
+	echo "$key	$peak1	$peak8	$fresh	$(kb "$pid" VmRSS)	$load" >>"$peaks"
+done
 done
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -525,7 +592,7 @@ FILENAME == ARGV[1] { order[++nw] = $1; info[$1] = $2 "\t" $3 "\t" $4 "\t" $5; h
 FILENAME == ARGV[2] { pk[$1] = $2 "\t" $3 "\t" $4 "\t" $5 "\t" $6; next }
 { tps[$1, $2, $3] = tps[$1, $2, $3] " " $4; lat[$1, $2, $3] = lat[$1, $2, $3] " " $5; oth[$1] = oth[$1] " " $6
   if ($3 == 8) { cp[$1, $2] = cp[$1, $2] " " $7; cd[$1, $2] = cd[$1, $2] " " $8; cc[$1, $2] = cc[$1, $2] " " $9 }
-  dq[$1, $2, $3] = dq[$1, $2, $3] " " $10 }
+  dq[$1, $2, $3] = dq[$1, $2, $3] " " $10; p99[$1, $2, $3] = p99[$1, $2, $3] " " $11 }
 END {
 	for (i = 1; i <= nw; i++) {
 		w = order[i]
@@ -543,7 +610,13 @@ END {
 				line = line "\t" median(dq[w, tools[t], c])
 		for (c = 1; c <= 8; c += 7)
 			line = line "\t" median(tps[w, "hand", c]) "\t" median(lat[w, "hand", c])
-		print line "\t" hs[w]
+		line = line "\t" hs[w]
+		split("p0 pcustom pgeneric", tools, " ")
+		for (t = 1; t <= 3; t++)
+			line = line "\t" median(tps[w, tools[t], 8])
+		for (c = 8; c >= 1; c -= 7)
+			line = line "\t" median(p99[w, "pf", c]) "\t" median(p99[w, "stmts", c])
+		print line
 	}
 }' "$info" "$peaks" "$raw" >"$summary"
 
@@ -555,7 +628,9 @@ END {
 # pf 24-26, stmts 27-29; the database's CPU ms per request (db_ns) at 1
 # and 8 connections: pf 30-31, stmts 32-33, hand 34-35, lateral 36-37;
 # hand: 38 tps1 39 lat1 40 tps8 41 lat8; 42 the hand check (yes, NO, or -
-# for a workload without a hand column).
+# for a workload without a hand column); tps8 of the plan alternatives:
+# 43 p0, 44 pcustom, 45 pgeneric; p99 latency (us) of pf and stmts: 46-47
+# at 8 connections, 48-49 at 1.
 render() {
 	awk -F'\t' '
 	function ms(us) { return sprintf("%.2f", us / 1000) }
@@ -568,6 +643,26 @@ render() {
 		id[short($1)] = n
 	}
 	END {
+		print "### Issue 20 targets, 8 connections (medians)"
+		print ""
+		print "db CPU = the database backends\x27 CPU per request (schedstat, run.sh\x27s header); best alt = the fastest of --prepare-cache 0 (p0), --plan-mode custom (pc) and generic (pg), each its own daemon; pf CPU/MB = prefetchd\x27s CPU per request over the MB it answers."
+		print ""
+		print "| workload | pf/stmts ≥ 0.8 | pf/lateral ≥ 1.5 | db CPU pf/stmts ≤ 1.0 | p99 pf/stmts ≤ 1.25 | default/best alt ≥ 0.95 | p0 · pc · pg (tps) | pf CPU ms/MB ≤ 1.5 |"
+		print "|---|---:|---:|---:|---:|---:|---|---:|"
+		for (i = 1; i <= n; i++) {
+			a = div(v[i, 8], v[i, 12]); c = div(v[i, 8], v[i, 16])
+			e = div(v[i, 31], v[i, 33]); l = div(v[i, 46], v[i, 47])
+			best = v[i, 43]; bn = "p0"
+			if (v[i, 44] > best) { best = v[i, 44]; bn = "pc" }
+			if (v[i, 45] > best) { best = v[i, 45]; bn = "pg" }
+			m = div(v[i, 8], best); mb = v[i, 3] / 1e6
+			printf "| %s | %s %s | %s %s | %s %s | %s %s | %s %s (%s) | %.1f · %.1f · %.1f | %s |\n",
+				w[i], r2(a), mark(a >= 0.8), r2(c), mark(c >= 1.5), r2(e), mark(e > 0 && e <= 1.0),
+				r2(l), mark(l > 0 && l <= 1.25), r2(m), mark(m >= 0.95), bn,
+				v[i, 43], v[i, 44], v[i, 45],
+				(mb >= 1 ? sprintf("%.2f %s", div(v[i, 24], mb), mark(div(v[i, 24], mb) <= 1.5)) : "-")
+		}
+		print ""
 		print "### Throughput, 8 connections (transactions/s, median)"
 		print ""
 		print "| workload | rows | response | queries | pf | stmts | lateral | pf/stmts ≥ 0.8 | pf/lateral ≥ 1.5 | lateral cost × stmts | same graph |"
@@ -685,10 +780,18 @@ render() {
 		budget = 64 * 1024 + 2 * maxresp / 1024
 		printf "| peak RSS < 64 MB + 2 × largest response (%.1f MB) | %.1f MB | %s |\n",
 			budget / 1024, maxpeak / 1024, mark(maxpeak <= budget)
-	}' "$summary"
+	}' "$1"
 }
 
-table=$(render)
+# A section per data set, its workloads named without the data set.
+table=$(for ds in $datasets; do
+	grep "^$ds/" "$summary" | sed "s|^$ds/||" >"$summary.one"
+	[ -s "$summary.one" ] || continue
+	echo "## Data set $ds ($(data_files "$ds" | sed "s|$root/||g"))"
+	echo
+	render "$summary.one"
+	echo
+done)
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 mem=$(awk '/^MemTotal:/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo)
 wrkv=$(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)
@@ -703,6 +806,7 @@ wrkv=$(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)
 	echo "  shared_buffers 512MB, random_page_cost 1.1, jit off, pg_stat_statements loaded),"
 	echo "  $wrkv, pgbench $(pgbench --version | awk '{ print $3 }')"
 	echo "- command: \`make bench\` = \`sh tests/bench/run.sh build/bench/prefetchd\` with"
+	echo "  BENCH_DATA=\"$datasets\" BENCH_ONLY=$only"
 	echo "  BENCH_SECONDS=$secs BENCH_REPS=$reps BENCH_WARMUP=$warm (runs at 8 connections of"
 	echo "  workloads slower than 100 ms per request: 3 × BENCH_SECONDS); total $t_total s"
 	echo "- load average before / after: $load_before / $load_after; the machine is shared:"
