@@ -242,7 +242,7 @@ start_daemon() {
 	n=0
 	until curl -sf "http://127.0.0.1:$_port/readyz" >/dev/null; do
 		n=$((n + 1))
-		[ "$n" -lt 300 ] || {
+		[ "$n" -lt 600 ] || {
 			cat "$log" >&2
 			echo "bench: prefetchd never became ready" >&2
 			exit 1
