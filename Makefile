@@ -106,7 +106,7 @@ FUZZ_BUILD   := build/fuzz
 FUZZ_SRC     := daemon/spec.c daemon/spec_expr.c daemon/resolve.c \
                 daemon/resolve_expr.c daemon/plan.c daemon/plan_sql.c \
                 daemon/schema.c daemon/naming.c daemon/overlay.c daemon/err.c \
-                daemon/log.c
+                daemon/log.c daemon/keys.c
 FUZZ_FLAGS    = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer $(WARN) -Wno-format-nonliteral \
